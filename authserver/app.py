@@ -1,0 +1,72 @@
+"""create_app(settings) -> Litestar; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, Router
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from authserver.api.accounts import AccountController
+from authserver.api.deps import provide_auth, provide_client, provide_services
+from authserver.api.login import LoginController
+from authserver.api.problems import EXCEPTION_HANDLERS
+from authserver.api.service import ServiceController
+from authserver.api.session import SessionController
+from authserver.clock import Clock
+from authserver.settings import Settings
+from authserver.wiring import API_CONTROLLERS, ROOT_CONTROLLERS, Services, build_services
+
+
+def static_dir(settings: Settings) -> Path:
+    """``static/`` next to the installed package (wheel) or the source checkout."""
+    if settings.static_dir:
+        return Path(settings.static_dir)
+    pkg = Path(__file__).resolve().parent
+    for candidate in (pkg / "static", pkg.parent / "static"):
+        if candidate.is_dir():
+            return candidate
+    return pkg / "static"
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               services: Services | None = None) -> Litestar:
+    settings = settings or Settings.load()
+    services = services or build_services(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services.ctx.outbox.start()
+        try:
+            yield
+        finally:
+            await services.ctx.outbox.stop()
+            await services.ctx.db.dispose()
+
+    api = Router(path="/api/v1", route_handlers=[AccountController, LoginController, SessionController,
+                                                  *API_CONTROLLERS])
+    handlers: list[object] = [api, ServiceController, *ROOT_CONTROLLERS]
+    static = static_dir(settings)
+    if static.is_dir():
+        handlers.append(create_static_files_router(path="/", directories=[static], html_mode=True,
+                                                   include_in_schema=False, name="static"))
+    app = Litestar(
+        route_handlers=handlers,  # type: ignore[arg-type]
+        dependencies={"services": Provide(provide_services, sync_to_thread=False),
+                      "auth": Provide(provide_auth), "client": Provide(provide_client, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="authserver", version="1", path="/schema",
+                                     render_plugins=[JsonRenderPlugin()]),
+        response_cache_config=ResponseCacheConfig(),
+        debug=False,
+    )
+    app.state.services = services
+    return app

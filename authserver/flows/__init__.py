@@ -1,0 +1,1 @@
+"""Multi-step state machines: login, registration, step-up, and the sessions they end in."""

@@ -1,0 +1,190 @@
+"""The login flow: the stateless REST 2FA pattern of DESIGN §6.
+
+Step one proves a first factor (password, or a passkey). If the account's policy needs
+more, the answer is 401 ``mfa_required`` with a flow token and the methods still open; the
+client completes one of them against the flow. A REST client can skip the round trip by
+sending ``X-MFA-Code`` with its password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from authserver.context import AppContext
+from authserver.errors import (
+    AccountDisabled,
+    AuthError,
+    CodeReused,
+    InvalidCode,
+    InvalidCredentials,
+    MethodNotAllowed,
+    MfaRequired,
+)
+from authserver.flows.base import create_flow, finish_flow, iso, load_flow, proofs_from_json, proofs_to_json
+from authserver.flows.sessions import IssuedSession, SessionService
+from authserver.flows.signin import issue_session
+from authserver.methods.base import Proof
+from authserver.methods.password import PASSWORD_PROOF
+from authserver.policy.aal import combine, required_login_aal, second_factor_methods
+from authserver.policy.ratelimit import account_key, ip_key
+from authserver.policy.risk import ClientInfo
+from authserver.store.repositories import accounts, events, lockouts
+from authserver.store.repositories.accounts import AccountRow, EnrolledFactors
+from authserver.store.repositories.flows import FlowRow
+
+LOGIN_FLOW = "login"
+MFA_PENDING = "mfa_pending"
+
+
+class CodeFactor(Protocol):
+    """A factor that can be proven by a typed code (TOTP, SMS, recovery code): the ones a
+    REST client may send in ``X-MFA-Code``."""
+
+    name: str
+
+    async def verify_code(self, ctx: AppContext, conn: AsyncConnection, *, account: AccountRow,
+                          factors: EnrolledFactors, code: str, scope: str) -> Proof | None:
+        """A proof, or None when this factor does not apply (not enrolled, wrong shape).
+        Raises InvalidCode / CodeReused when it applies and the code is wrong."""
+        ...
+
+
+def normalize_username(raw: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", raw).strip().casefold()
+
+
+def mfa_required(flow_token: str, methods: list[str], expires_at: datetime) -> MfaRequired:
+    return MfaRequired(
+        headers={"WWW-Authenticate": f'MFA realm="authserver", methods="{" ".join(methods)}"'},
+        extra={"flow_token": flow_token, "methods": methods, "expires_at": iso(expires_at)},
+    )
+
+
+class LoginService:
+    def __init__(self, ctx: AppContext, sessions: SessionService) -> None:
+        self.ctx = ctx
+        self.sessions = sessions
+        self.code_factors: list[CodeFactor] = []
+
+    async def password_login(self, *, username: str, password: str, client: ClientInfo,
+                             mfa_code: str | None = None) -> IssuedSession:
+        ctx = self.ctx
+        username = normalize_username(username)
+        now = ctx.clock.now()
+        user_lock, addr_lock = account_key(username), ip_key(client.ip)
+        async with ctx.db.read() as conn:
+            found = await accounts.get_for_login(conn, username, lockout_key=user_lock, now=now)
+            if found is None:
+                await ctx.regulator.check(conn, [addr_lock], now)
+        if found is not None:
+            ctx.regulator.raise_if_locked(found[2], now)
+        check = await asyncio.to_thread(ctx.passwords.verify, found[0].password_hash if found else None, password)
+        if found is None or not check.ok:
+            await self._record_failure(found[0] if found else None, username, client, "password")
+            raise InvalidCredentials(log_detail=f"password login failed for {username!r}")
+        account, factors, locked_until = found
+        if account.status != "active":
+            raise AccountDisabled()
+        proofs = [PASSWORD_PROOF]
+        needs_mfa = required_login_aal(factors) > 1
+        challenge: MfaRequired | None = None
+        async with ctx.db.transaction() as conn:
+            if check.new_hash:
+                await accounts.set_password_hash(conn, account.id, check.new_hash, now, changed=False)
+            if not needs_mfa:
+                if locked_until is not None:
+                    await lockouts.clear(conn, [user_lock])
+                return await issue_session(ctx, self.sessions, conn, account=account, proofs=proofs,
+                                           client=client, auth_time=now)
+            if mfa_code is None:
+                challenge = await self._start_mfa(conn, account, factors, proofs, client, auth_time=now)
+        if challenge is not None:
+            raise challenge
+        assert mfa_code is not None  # noqa: S101 - narrowed above
+        try:
+            async with ctx.db.transaction() as conn:
+                second = await self._header_code(conn, account, factors, mfa_code, scope="login")
+                if second is None:
+                    raise InvalidCode(log_detail="X-MFA-Code matched no enrolled factor")
+                await lockouts.clear(conn, [user_lock])
+                return await issue_session(ctx, self.sessions, conn, account=account, proofs=[*proofs, second],
+                                           client=client, auth_time=now)
+        except (InvalidCode, CodeReused):
+            await self._record_failure(account, username, client, "mfa_header")
+            raise
+
+    async def _header_code(self, conn: AsyncConnection, account: AccountRow, factors: EnrolledFactors,
+                           code: str, *, scope: str) -> Proof | None:
+        for factor in self.code_factors:
+            proof = await factor.verify_code(self.ctx, conn, account=account, factors=factors, code=code,
+                                             scope=scope)
+            if proof is not None:
+                return proof
+        return None
+
+    async def _start_mfa(self, conn: AsyncConnection, account: AccountRow, factors: EnrolledFactors,
+                         proofs: list[Proof], client: ClientInfo, *, auth_time: datetime,
+                         exclude: Sequence[str] = ()) -> MfaRequired:
+        methods = [m for m in second_factor_methods(factors) if m not in exclude]
+        aal, amr = combine(proofs)
+        flow = await create_flow(self.ctx, conn, kind=LOGIN_FLOW, state=MFA_PENDING, account_id=account.id,
+                                 client=client, methods=methods, amr=amr, aal=aal, auth_time=auth_time,
+                                 data={"proofs": proofs_to_json(proofs)})
+        return mfa_required(flow.token, methods, flow.row.expires_at)
+
+    async def start_mfa(self, conn: AsyncConnection, account: AccountRow, factors: EnrolledFactors,
+                        proofs: list[Proof], client: ClientInfo, *, auth_time: datetime,
+                        exclude: Sequence[str] = ()) -> MfaRequired:
+        """Open the second step for a first factor other than the password (e.g. a passkey
+        assertion without user verification)."""
+        return await self._start_mfa(conn, account, factors, proofs, client, auth_time=auth_time,
+                                     exclude=exclude)
+
+    async def load_mfa_flow(self, conn: AsyncConnection, flow_token: str,
+                            method: str) -> tuple[FlowRow, AccountRow, EnrolledFactors]:
+        flow = await load_flow(self.ctx, conn, flow_token, kinds=(LOGIN_FLOW,))
+        if flow.state != MFA_PENDING or method not in flow.methods or flow.account_id is None:
+            raise MethodNotAllowed(log_detail=f"{method} not open in flow {flow.id}")
+        found = await accounts.get_with_factors(conn, flow.account_id, self.ctx.clock.now())
+        if found is None:
+            raise AuthError(log_detail="flow account vanished")
+        account, factors = found
+        ctx = self.ctx
+        if method != "webauthn":
+            async with ctx.db.read() as rconn:
+                await ctx.regulator.check(rconn, [account_key(account.username)], ctx.clock.now())
+        return flow, account, factors
+
+    async def finish_mfa(self, conn: AsyncConnection, flow: FlowRow, account: AccountRow, proof: Proof,
+                         client: ClientInfo) -> IssuedSession:
+        await finish_flow(conn, flow)
+        await lockouts.clear(conn, [account_key(account.username)])
+        proofs = [*proofs_from_json(flow.data.get("proofs", [])), proof]
+        if account.status != "active":
+            raise AccountDisabled()
+        return await issue_session(self.ctx, self.sessions, conn, account=account, proofs=proofs, client=client,
+                                   auth_time=flow.auth_time or self.ctx.clock.now())
+
+    async def record_mfa_failure(self, account: AccountRow, client: ClientInfo, method: str) -> None:
+        await self._record_failure(account, account.username, client, method)
+
+    async def _record_failure(self, account: AccountRow | None, username: str, client: ClientInfo,
+                              method: str) -> None:
+        ctx = self.ctx
+        now = ctx.clock.now()
+        keys = [ip_key(client.ip)] + ([account_key(username)] if account is not None else [])
+        async with ctx.db.transaction() as conn:
+            locked = await ctx.regulator.record_failure(conn, keys, now)
+            if account is not None:
+                await events.insert_event(conn, type="login_failed", account_id=account.id, now=now, ip=client.ip,
+                                          user_agent=client.user_agent, details={"method": method})
+                if locked is not None:
+                    await events.insert_event(conn, type="account_locked", account_id=account.id, now=now,
+                                              ip=client.ip, details={"until": iso(locked)})

@@ -1,0 +1,1 @@
+"""One module per authentication factor, all behind the interface in ``base``."""

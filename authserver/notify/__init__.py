@@ -1,0 +1,1 @@
+"""Notifications: an outbox in the database and senders that deliver it at least once."""

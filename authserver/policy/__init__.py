@@ -1,0 +1,1 @@
+"""Rules: assurance levels, step-up freshness, rate limits and lockout, risk."""

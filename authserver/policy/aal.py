@@ -1,0 +1,40 @@
+"""Authenticator assurance levels (DESIGN §4, NIST SP 800-63B) from completed proofs.
+
+* AAL1: one factor.
+* AAL2: two factors of different classes, or a user-verified WebAuthn assertion from a
+  synced credential (BE=1) — the credential is "something you have" unlocked by
+  "something you are/know".
+* AAL3: a user-verified WebAuthn assertion from a device-bound credential (BE=0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from authserver.methods.base import Proof
+from authserver.store.repositories.accounts import EnrolledFactors
+
+
+def combine(proofs: Iterable[Proof]) -> tuple[int, list[str]]:
+    """The AAL and the sorted ``amr`` that a set of proofs establishes together."""
+    proofs = list(proofs)
+    if not proofs:
+        return 0, []
+    amr = sorted({value for p in proofs for value in p.amr})
+    aal = max(p.aal for p in proofs)
+    methods = {p.method for p in proofs}
+    classes = {p.factor_class for p in proofs}
+    if len(methods) >= 2 and (len(classes) >= 2 or "webauthn" in methods):
+        aal = max(aal, 2)
+    return aal, amr
+
+
+def required_login_aal(factors: EnrolledFactors) -> int:
+    """An account that has two ways to sign in must use two; otherwise one suffices."""
+    return 2 if factors.count >= 2 else 1
+
+
+def second_factor_methods(factors: EnrolledFactors) -> list[str]:
+    """Methods a login flow may still ask for after the first step, in preference order."""
+    order = ("webauthn", "totp", "sms", "recovery_code")
+    return [name for name in order if getattr(factors, name)]

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from authserver.errors import UsernameTaken
+from authserver.store.models import Account, Lockout, Phone, RecoveryCode, TotpSecret, WebAuthnCredential
+
+_A = Account.__table__
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountRow:
+    id: uuid.UUID
+    username: str
+    display_name: str
+    email: str | None
+    password_hash: str | None
+    role: str
+    status: str
+    webauthn_user_id: bytes | None
+    created_at: datetime
+    updated_at: datetime
+    password_changed_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"AccountRow(id={self.id}, username={self.username!r})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnrolledFactors:
+    """Which factors an account can use right now (not revoked, not expired, confirmed)."""
+
+    password: bool
+    webauthn: bool
+    totp: bool
+    sms: bool
+    recovery_code: bool
+
+    def names(self) -> list[str]:
+        return [n for n in ("password", "webauthn", "totp", "sms", "recovery_code") if getattr(self, n)]
+
+    @property
+    def count(self) -> int:
+        return len(self.names())
+
+
+def _account(row: Any) -> AccountRow:
+    return AccountRow(**{c.name: row._mapping[c.name] for c in _A.columns})
+
+
+def _factor_columns(account_id_col: Any, now: datetime) -> list[Any]:
+    w = WebAuthnCredential.__table__.c
+    return [
+        exists().where(w.account_id == account_id_col, w.revoked_at.is_(None), w.expires_at > now)
+        .label("f_webauthn"),
+        exists().where(TotpSecret.__table__.c.account_id == account_id_col).label("f_totp"),
+        exists().where(Phone.__table__.c.account_id == account_id_col, Phone.__table__.c.verified_at.is_not(None))
+        .label("f_sms"),
+        exists().where(RecoveryCode.__table__.c.account_id == account_id_col, RecoveryCode.__table__.c.used_at.is_(None))
+        .label("f_recovery_code"),
+    ]
+
+
+def _factors(row: Any) -> EnrolledFactors:
+    m = row._mapping
+    return EnrolledFactors(
+        password=m["password_hash"] is not None,
+        webauthn=bool(m["f_webauthn"]),
+        totp=bool(m["f_totp"]),
+        sms=bool(m["f_sms"]),
+        recovery_code=bool(m["f_recovery_code"]),
+    )
+
+
+async def insert_account(
+    conn: AsyncConnection, *, username: str, display_name: str, email: str | None,
+    password_hash: str | None, now: datetime, role: str = "user", webauthn_user_id: bytes | None = None,
+    account_id: uuid.UUID | None = None,
+) -> AccountRow:
+    values = {
+        "id": account_id or uuid.uuid4(), "username": username, "display_name": display_name, "email": email,
+        "password_hash": password_hash, "role": role, "status": "active", "webauthn_user_id": webauthn_user_id,
+        "created_at": now, "updated_at": now, "password_changed_at": now if password_hash else None,
+    }
+    try:
+        await conn.execute(_A.insert().values(**values))
+    except IntegrityError as exc:
+        raise UsernameTaken(log_detail=f"username {username!r} exists") from exc
+    return AccountRow(**values)
+
+
+async def username_exists(conn: AsyncConnection, username: str) -> bool:
+    return bool(await conn.scalar(select(exists().where(_A.c.username == username))))
+
+
+async def get_for_login(
+    conn: AsyncConnection, username: str, *, lockout_key: str, now: datetime
+) -> tuple[AccountRow, EnrolledFactors, datetime | None] | None:
+    """Everything a password login needs in one statement: the account, which factors it
+    has, and until when it is locked out (if it is)."""
+    lk = Lockout.__table__.c
+    stmt = (
+        select(_A, *_factor_columns(_A.c.id, now), lk.locked_until)
+        .select_from(_A.outerjoin(Lockout.__table__, lk.key == lockout_key))
+        .where(_A.c.username == username)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        return None
+    return _account(row), _factors(row), row._mapping["locked_until"]
+
+
+async def get_account(conn: AsyncConnection, account_id: uuid.UUID) -> AccountRow | None:
+    row = (await conn.execute(select(_A).where(_A.c.id == account_id))).first()
+    return _account(row) if row else None
+
+
+async def get_by_username(conn: AsyncConnection, username: str) -> AccountRow | None:
+    row = (await conn.execute(select(_A).where(_A.c.username == username))).first()
+    return _account(row) if row else None
+
+
+async def get_by_webauthn_user_id(conn: AsyncConnection, user_handle: bytes) -> AccountRow | None:
+    row = (await conn.execute(select(_A).where(_A.c.webauthn_user_id == user_handle))).first()
+    return _account(row) if row else None
+
+
+async def get_with_factors(
+    conn: AsyncConnection, account_id: uuid.UUID, now: datetime
+) -> tuple[AccountRow, EnrolledFactors] | None:
+    row = (await conn.execute(select(_A, *_factor_columns(_A.c.id, now)).where(_A.c.id == account_id))).first()
+    if row is None:
+        return None
+    return _account(row), _factors(row)
+
+
+async def set_password_hash(conn: AsyncConnection, account_id: uuid.UUID, password_hash: str, now: datetime,
+                            *, changed: bool = True) -> None:
+    values: dict[str, Any] = {"password_hash": password_hash, "updated_at": now}
+    if changed:
+        values["password_changed_at"] = now
+    await conn.execute(update(_A).where(_A.c.id == account_id).values(**values))
+
+
+async def set_webauthn_user_id(conn: AsyncConnection, account_id: uuid.UUID, user_id: bytes) -> None:
+    await conn.execute(update(_A).where(_A.c.id == account_id, _A.c.webauthn_user_id.is_(None))
+                       .values(webauthn_user_id=user_id))
+
+
+async def set_status(conn: AsyncConnection, account_id: uuid.UUID, status: str, now: datetime) -> bool:
+    res = await conn.execute(update(_A).where(_A.c.id == account_id).values(status=status, updated_at=now))
+    return bool(res.rowcount)
+
+
+async def delete_account(conn: AsyncConnection, account_id: uuid.UUID) -> None:
+    await conn.execute(delete(_A).where(_A.c.id == account_id))
+
+
+async def search_accounts(conn: AsyncConnection, query: str | None, limit: int = 50) -> list[AccountRow]:
+    stmt = select(_A).order_by(_A.c.username).limit(limit)
+    if query:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower() + "%"
+        stmt = stmt.where(or_(_A.c.username.like(pattern, escape="\\"), func.lower(_A.c.email).like(pattern, escape="\\")))
+    return [_account(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def admin_emails(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(select(_A.c.email).where(_A.c.role == "admin", _A.c.status == "active",
+                                                       _A.c.email.is_not(None)))
+    return [r[0] for r in rows]

@@ -1,0 +1,46 @@
+"""Builds the object graph of one app: context, flows and factors. ``create_app`` calls
+this; tests build two to play two replicas sharing one database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from authserver.clock import Clock, SystemClock
+from authserver.context import AppContext
+from authserver.crypto import KeyRing
+from authserver.flows.accounts import AccountService
+from authserver.flows.login import LoginService
+from authserver.flows.sessions import SessionService
+from authserver.flows.stepup import StepUpService
+from authserver.settings import Settings
+
+
+@dataclass(kw_only=True)
+class Services:
+    ctx: AppContext
+    sessions: SessionService
+    login: LoginService
+    accounts: AccountService
+    stepup: StepUpService
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, keyring: KeyRing | None = None) -> Services:
+    ctx = AppContext.build(settings, clock=clock or SystemClock(), keyring=keyring)
+    sessions = SessionService(db=ctx.db, clock=ctx.clock, settings=settings)
+    login = LoginService(ctx, sessions)
+    services = Services(ctx=ctx, sessions=sessions, login=login, accounts=AccountService(ctx, sessions),
+                        stepup=StepUpService(ctx, login))
+    for register in FACTOR_REGISTRATIONS:
+        register(services)
+    return services
+
+
+# Each fallback/primary factor module adds itself here (one line per factor).
+FACTOR_REGISTRATIONS: list[Any] = []
+
+# Controllers of later areas (factors, admin, metadata) append themselves here: API_CONTROLLERS
+# are mounted under /api/v1, ROOT_CONTROLLERS at the root.
+API_CONTROLLERS: list[Any] = []
+ROOT_CONTROLLERS: list[Any] = []
