@@ -13,15 +13,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from authserver.api.accounts import AccountController
 from authserver.api.deps import provide_auth, provide_client, provide_services
-from authserver.api.login import LoginController
 from authserver.api.problems import EXCEPTION_HANDLERS
-from authserver.api.service import ServiceController
-from authserver.api.session import SessionController
+from authserver.api.routes import API_CONTROLLERS, ROOT_CONTROLLERS
 from authserver.clock import Clock
 from authserver.settings import Settings
-from authserver.wiring import API_CONTROLLERS, ROOT_CONTROLLERS, Services, build_services
+from authserver.wiring import Services, build_services
 
 
 def static_dir(settings: Settings) -> Path:
@@ -49,9 +46,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
             await services.ctx.outbox.stop()
             await services.ctx.db.dispose()
 
-    api = Router(path="/api/v1", route_handlers=[AccountController, LoginController, SessionController,
-                                                  *API_CONTROLLERS])
-    handlers: list[object] = [api, ServiceController, *ROOT_CONTROLLERS]
+    api = Router(path="/api/v1", route_handlers=API_CONTROLLERS)
+    handlers: list[object] = [api, *ROOT_CONTROLLERS]
     static = static_dir(settings)
     if static.is_dir():
         handlers.append(create_static_files_router(path="/", directories=[static], html_mode=True,

@@ -32,15 +32,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, keyring: K
     login = LoginService(ctx, sessions)
     services = Services(ctx=ctx, sessions=sessions, login=login, accounts=AccountService(ctx, sessions),
                         stepup=StepUpService(ctx, login))
-    for register in FACTOR_REGISTRATIONS:
-        register(services)
+    # Factors beyond the password register here, one line each (they add themselves to
+    # services.extra and, for typed codes, to login.code_factors).
     return services
 
-
-# Each fallback/primary factor module adds itself here (one line per factor).
-FACTOR_REGISTRATIONS: list[Any] = []
-
-# Controllers of later areas (factors, admin, metadata) append themselves here: API_CONTROLLERS
-# are mounted under /api/v1, ROOT_CONTROLLERS at the root.
-API_CONTROLLERS: list[Any] = []
-ROOT_CONTROLLERS: list[Any] = []

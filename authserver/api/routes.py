@@ -1,0 +1,22 @@
+"""Every controller, in one place: one line per area."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authserver.api.accounts import AccountController
+from authserver.api.login import LoginController
+from authserver.api.service import ServiceController
+from authserver.api.session import SessionController
+
+# mounted under /api/v1
+API_CONTROLLERS: list[Any] = [
+    AccountController,
+    LoginController,
+    SessionController,
+]
+
+# mounted at the root (service routes, /.well-known)
+ROOT_CONTROLLERS: list[Any] = [
+    ServiceController,
+]

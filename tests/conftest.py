@@ -1,0 +1,155 @@
+"""Shared fixtures: real SQLite and real PostgreSQL databases built by ``alembic upgrade head``,
+an app per test with a movable clock, and HTTP clients.
+
+Every API test runs twice, once per database (the ``db_url`` fixture is parametrized). With
+``CI=true`` PostgreSQL is required: if it does not answer, the run fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from authserver.app import create_app
+from authserver.clock import MovableClock
+from authserver.settings import Settings
+from authserver.store.migrate import upgrade
+from authserver.wiring import Services, build_services
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+TEST_KEYS = "k1:" + base64.b64encode(b"\x01" * 32).decode()
+
+
+def _pg_base_url() -> str:
+    return os.environ.get("AUTHSERVER_TEST_DATABASE_URL", DEFAULT_PG)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _pg_exec(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _pg_available(url: str) -> str | None:
+    try:
+        asyncio.run(_pg_exec(url, "SELECT 1"))
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str | None]]:
+    """One SQLite file and one fresh PostgreSQL database for the whole run, each migrated
+    from empty with Alembic; the PostgreSQL one is dropped at the end."""
+    sqlite_path = tmp_path_factory.mktemp("sqlite") / "authserver-test.db"
+    sqlite_url = f"sqlite+aiosqlite:///{sqlite_path}"
+    upgrade(sqlite_url)
+    urls: dict[str, str | None] = {"sqlite": sqlite_url, "postgresql": None, "pg_error": None}
+    base = _pg_base_url()
+    problem = _pg_available(base)
+    created = None
+    if problem is None:
+        name = "authserver_test_" + secrets.token_hex(4)
+        asyncio.run(_pg_exec(base, f'CREATE DATABASE "{name}"'))
+        created = name
+        pg_url = base.rsplit("/", 1)[0] + "/" + name
+        upgrade(pg_url)
+        urls["postgresql"] = pg_url
+    elif os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required when CI=true but {base} does not answer: {problem}", pytrace=False)
+    else:
+        urls["pg_error"] = problem
+    yield urls
+    if created:
+        asyncio.run(_pg_exec(base, f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, database_urls: dict[str, str | None]) -> str:
+    url = database_urls[request.param]
+    if url is None:
+        pytest.skip(f"PostgreSQL not reachable ({database_urls['pg_error']}); set CI=true to make this fatal")
+    return url
+
+
+@pytest.fixture
+def pg_url(database_urls: dict[str, str | None]) -> str:
+    url = database_urls["postgresql"]
+    if url is None:
+        pytest.skip(f"PostgreSQL not reachable ({database_urls['pg_error']}); set CI=true to make this fatal")
+    return url
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def outbox_file(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.jsonl"
+
+
+def make_settings(db_url: str, outbox_file: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db_url, "secret_keys": TEST_KEYS, "outbox_file": str(outbox_file),
+        "argon2_time_cost": 1, "argon2_memory_kib": 8192, "argon2_parallelism": 1,
+        "database_pool_size": 5,
+    }
+    values.update(overrides)
+    return Settings.load(env={}, **values)
+
+
+@pytest.fixture
+def settings(db_url: str, outbox_file: Path) -> Settings:
+    return make_settings(db_url, outbox_file)
+
+
+AppFactory = Callable[..., Awaitable[AsyncTestClient[Any]]]
+
+
+@pytest.fixture
+async def make_client(db_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
+    """Build an app (optionally with setting overrides or another clock) and its client.
+    Two calls give two independent "replicas" on the same database."""
+    opened: list[AsyncTestClient[Any]] = []
+
+    async def factory(*, clock_: MovableClock | None = None, url: str | None = None,
+                      **overrides: Any) -> AsyncTestClient[Any]:
+        s = make_settings(url or db_url, outbox_file, **overrides)
+        services = build_services(s, clock=clock_ or clock)
+        app = create_app(s, services=services)
+        client: AsyncTestClient[Any] = AsyncTestClient(app=app, base_url="http://localhost:8000")
+        await client.__aenter__()
+        opened.append(client)
+        return client
+
+    yield factory
+    for client in reversed(opened):
+        await client.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def client(make_client: AppFactory) -> AsyncTestClient[Any]:
+    return await make_client()
+
+
+def services_of(client: AsyncTestClient[Any]) -> Services:
+    services: Services = client.app.state.services
+    return services
