@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from litestar.testing import AsyncTestClient
+import httpx
+from litestar import Litestar
 
 from authserver.app import create_app
 from authserver.clock import MovableClock
@@ -121,35 +122,45 @@ def settings(db_url: str, outbox_file: Path) -> Settings:
     return make_settings(db_url, outbox_file)
 
 
-AppFactory = Callable[..., Awaitable[AsyncTestClient[Any]]]
+class AppClient(httpx.AsyncClient):
+    """An httpx client bound to one in-process app, in the test's own event loop (so the
+    app's database pool and the test share a loop; the outbox worker is not started —
+    tests deliver with ``services_of(client).ctx.outbox.drain()``)."""
+
+    def __init__(self, app: Litestar, *, peer: str = "127.0.0.1") -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app, client=(peer, 40000)),
+                         base_url="http://localhost:8000")
+        self.app = app
+
+
+AppFactory = Callable[..., Awaitable[AppClient]]
 
 
 @pytest.fixture
 async def make_client(db_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
-    """Build an app (optionally with setting overrides or another clock) and its client.
-    Two calls give two independent "replicas" on the same database."""
-    opened: list[AsyncTestClient[Any]] = []
+    """Build an app (optionally with setting overrides, another clock or database) and its
+    client. Two calls give two independent "replicas" on the same database."""
+    opened: list[AppClient] = []
 
-    async def factory(*, clock_: MovableClock | None = None, url: str | None = None,
-                      **overrides: Any) -> AsyncTestClient[Any]:
+    async def factory(*, clock_: MovableClock | None = None, url: str | None = None, peer: str = "127.0.0.1",
+                      **overrides: Any) -> AppClient:
         s = make_settings(url or db_url, outbox_file, **overrides)
         services = build_services(s, clock=clock_ or clock)
-        app = create_app(s, services=services)
-        client: AsyncTestClient[Any] = AsyncTestClient(app=app, base_url="http://localhost:8000")
-        await client.__aenter__()
+        client = AppClient(create_app(s, services=services), peer=peer)
         opened.append(client)
         return client
 
     yield factory
     for client in reversed(opened):
-        await client.__aexit__(None, None, None)
+        await client.aclose()
+        await services_of(client).ctx.db.dispose()
 
 
 @pytest.fixture
-async def client(make_client: AppFactory) -> AsyncTestClient[Any]:
+async def client(make_client: AppFactory) -> AppClient:
     return await make_client()
 
 
-def services_of(client: AsyncTestClient[Any]) -> Services:
+def services_of(client: httpx.AsyncClient) -> Services:
     services: Services = client.app.state.services
     return services

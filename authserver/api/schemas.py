@@ -9,13 +9,18 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-Username = Annotated[str, Meta(min_length=1, max_length=64)]
-LoginName = Annotated[str, Meta(min_length=1, max_length=256)]
-Password = Annotated[str, Meta(min_length=1, max_length=1024)]
-DisplayName = Annotated[str, Meta(max_length=128)]
-Email = Annotated[str, Meta(max_length=254)]
-Token = Annotated[str, Meta(min_length=1, max_length=256)]
-Code = Annotated[str, Meta(min_length=1, max_length=32)]
+# No string we accept may hold NUL: PostgreSQL text cannot store it, and no legitimate
+# username, password or code contains one. (Lone surrogates are already refused by msgspec.)
+NO_NUL = r"^[^\x00]*$"
+
+Username = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+LoginName = Annotated[str, Meta(min_length=1, max_length=256, pattern=NO_NUL)]
+Password = Annotated[str, Meta(min_length=1, max_length=1024, pattern=NO_NUL)]
+DisplayName = Annotated[str, Meta(max_length=128, pattern=NO_NUL)]
+Email = Annotated[str, Meta(max_length=254, pattern=NO_NUL)]
+Token = Annotated[str, Meta(min_length=1, max_length=256, pattern=NO_NUL)]
+Code = Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL)]
+Text = Annotated[str, Meta(max_length=256, pattern=NO_NUL)]
 
 
 class Struct(msgspec.Struct, kw_only=True, omit_defaults=False):
