@@ -1,0 +1,35 @@
+"""Two app instances on one PostgreSQL database share flows and sessions (DESIGN §8)."""
+
+from __future__ import annotations
+
+from authserver.methods.base import Proof
+from authserver.policy.risk import UNKNOWN_CLIENT
+from tests.api.test_login import enrol_second_factor_row
+from tests.conftest import services_of
+from tests.support.api import bearer, login, signup
+
+
+async def test_session_from_one_replica_works_on_the_other(make_client, pg_url):
+    a = await make_client(url=pg_url)
+    b = await make_client(url=pg_url)
+    account, token = await signup(a)
+    assert (await b.get("/api/v1/session", headers=bearer(token))).json()["account"]["id"] == account["id"]
+    assert (await b.delete("/api/v1/session", headers=bearer(token))).status_code == 204
+    assert (await a.get("/api/v1/session", headers=bearer(token))).status_code == 401
+
+
+async def test_flow_begun_on_one_replica_finishes_on_the_other(make_client, pg_url):
+    a = await make_client(url=pg_url)
+    b = await make_client(url=pg_url)
+    account, _ = await signup(a)
+    await enrol_second_factor_row(a, account["username"])
+    r = await login(a, account["username"])
+    assert r.status_code == 401
+    flow_token = r.json()["flow_token"]
+    services_b = services_of(b)
+    proof = Proof(method="totp", amr=frozenset({"otp"}), aal=1, factor_class="have")
+    async with services_b.ctx.db.transaction() as conn:
+        flow, acct, _ = await services_b.login.load_mfa_flow(conn, flow_token, "totp")
+        issued = await services_b.login.finish_mfa(conn, flow, acct, proof, UNKNOWN_CLIENT)
+    me = await a.get("/api/v1/session", headers=bearer(issued.token))
+    assert me.status_code == 200 and me.json()["aal"] == 2
