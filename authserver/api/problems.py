@@ -77,7 +77,23 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
 
 
+def handle_undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    """A body that is not UTF-8 is bad input, not a server fault."""
+    log.info("refused %s %s: body is not UTF-8", request.method, request.url.path)
+    return problem(400, "validation_error", "The request is not valid", "The body is not valid UTF-8 JSON",
+                   extra={"errors": [{"field": "body", "message": "not valid UTF-8"}]})
+
+
+def handle_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """msgspec gives up on absurdly nested JSON with RecursionError: bad input again."""
+    log.info("refused %s %s: body nested too deeply", request.method, request.url.path)
+    return problem(400, "validation_error", "The request is not valid", "The body is nested too deeply",
+                   extra={"errors": [{"field": "body", "message": "nested too deeply"}]})
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    UnicodeDecodeError: handle_undecodable,
+    RecursionError: handle_too_deep,
     AuthError: handle_auth_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
