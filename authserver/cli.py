@@ -44,7 +44,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     migrate.upgrade(settings.database_url, args.revision)
-    print(f"database at {migrate.asyncio.run(migrate.database_revision(settings.database_url))}")
+    print(f"database at {asyncio.run(migrate.database_revision(settings.database_url))}")
     return 0
 
 

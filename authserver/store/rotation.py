@@ -14,11 +14,12 @@ from sqlalchemy import Column, Table, select, update
 from authserver.crypto import KeyRing
 from authserver.store.db import Database
 from authserver.store.models import TotpSecret
+from authserver.store.models.base import table_of
 
 SealedColumn = tuple[Table, Column[Any], Column[Any], Callable[[Any], bytes]]
 
 SEALED_COLUMNS: list[SealedColumn] = [
-    (TotpSecret.__table__, TotpSecret.__table__.c.secret_sealed, TotpSecret.__table__.c.account_id,
+    (table_of(TotpSecret), table_of(TotpSecret).c.secret_sealed, table_of(TotpSecret).c.account_id,
      lambda pk: f"totp:{pk}".encode()),
 ]
 

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.errors import UsernameTaken
 from authserver.store.models import Account, Lockout, Phone, RecoveryCode, TotpSecret, WebAuthnCredential
+from authserver.store.models.base import table_of
 
-_A = Account.__table__
+_A = table_of(Account)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,14 +57,14 @@ def _account(row: Any) -> AccountRow:
 
 
 def _factor_columns(account_id_col: Any, now: datetime) -> list[Any]:
-    w = WebAuthnCredential.__table__.c
+    w = table_of(WebAuthnCredential).c
     return [
         exists().where(w.account_id == account_id_col, w.revoked_at.is_(None), w.expires_at > now)
         .label("f_webauthn"),
-        exists().where(TotpSecret.__table__.c.account_id == account_id_col).label("f_totp"),
-        exists().where(Phone.__table__.c.account_id == account_id_col, Phone.__table__.c.verified_at.is_not(None))
+        exists().where(table_of(TotpSecret).c.account_id == account_id_col).label("f_totp"),
+        exists().where(table_of(Phone).c.account_id == account_id_col, table_of(Phone).c.verified_at.is_not(None))
         .label("f_sms"),
-        exists().where(RecoveryCode.__table__.c.account_id == account_id_col, RecoveryCode.__table__.c.used_at.is_(None))
+        exists().where(table_of(RecoveryCode).c.account_id == account_id_col, table_of(RecoveryCode).c.used_at.is_(None))
         .label("f_recovery_code"),
     ]
 
@@ -84,7 +85,7 @@ async def insert_account(
     password_hash: str | None, now: datetime, role: str = "user", webauthn_user_id: bytes | None = None,
     account_id: uuid.UUID | None = None,
 ) -> AccountRow:
-    values = {
+    values: dict[str, Any] = {
         "id": account_id or uuid.uuid4(), "username": username, "display_name": display_name, "email": email,
         "password_hash": password_hash, "role": role, "status": "active", "webauthn_user_id": webauthn_user_id,
         "created_at": now, "updated_at": now, "password_changed_at": now if password_hash else None,
@@ -105,10 +106,10 @@ async def get_for_login(
 ) -> tuple[AccountRow, EnrolledFactors, datetime | None] | None:
     """Everything a password login needs in one statement: the account, which factors it
     has, and until when it is locked out (if it is)."""
-    lk = Lockout.__table__.c
+    lk = table_of(Lockout).c
     stmt = (
         select(_A, *_factor_columns(_A.c.id, now), lk.locked_until)
-        .select_from(_A.outerjoin(Lockout.__table__, lk.key == lockout_key))
+        .select_from(_A.outerjoin(table_of(Lockout), lk.key == lockout_key))
         .where(_A.c.username == username)
     )
     row = (await conn.execute(stmt)).first()

@@ -11,8 +11,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import Device
+from authserver.store.models.base import table_of
 
-_D = Device.__table__
+_D = table_of(Device)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,10 +33,10 @@ async def upsert_device(conn: AsyncConnection, *, account_id: uuid.UUID, device_
     """Record a sign-in from a device in one statement; the flag says whether it is new."""
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     new_id = uuid.uuid4()
-    stmt = insert(_D).values(id=new_id, account_id=account_id, device_key=device_key, kind=kind,
+    base = insert(_D).values(id=new_id, account_id=account_id, device_key=device_key, kind=kind,
                              user_agent=user_agent, first_seen_at=now, last_seen_at=now, last_ip=ip,
                              last_country=country)
-    stmt = stmt.on_conflict_do_update(
+    stmt = base.on_conflict_do_update(
         index_elements=[_D.c.account_id, _D.c.device_key],
         set_={"last_seen_at": now, "last_ip": ip, "last_country": country, "user_agent": user_agent},
     ).returning(_D.c.id, _D.c.kind, _D.c.user_agent, _D.c.first_seen_at, _D.c.last_seen_at, _D.c.last_ip,

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import SecurityEvent
+from authserver.store.models.base import table_of
 
-_E = SecurityEvent.__table__
+_E = table_of(SecurityEvent)
 
 
 @dataclass(frozen=True, kw_only=True)

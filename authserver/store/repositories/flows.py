@@ -9,8 +9,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import Flow
+from authserver.store.models.base import table_of
 
-_F = Flow.__table__
+_F = table_of(Flow)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,8 +7,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import Lockout
+from authserver.store.models.base import table_of
 
-_L = Lockout.__table__
+_L = table_of(Lockout)
 
 
 @dataclass(frozen=True, kw_only=True)

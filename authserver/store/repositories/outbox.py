@@ -8,8 +8,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import OutboxMessage
+from authserver.store.models.base import table_of
 
-_O = OutboxMessage.__table__
+_O = table_of(OutboxMessage)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,10 +9,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import Account, Session
+from authserver.store.models.base import table_of
 from authserver.store.repositories.accounts import AccountRow, _account
 
-_S = Session.__table__
-_A = Account.__table__
+_S = table_of(Session)
+_A = table_of(Account)
 
 
 @dataclass(frozen=True, kw_only=True)
