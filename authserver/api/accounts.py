@@ -75,7 +75,7 @@ async def list_events_page(services: Services, *, account_id: Any, type: str | N
                            limit: int) -> EventsOut:
     before = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
             raise ValidationFailed("bad cursor", field="cursor")
         before = int(cursor)
     async with services.ctx.db.read() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from authserver.api.accounts import AccountController
+from authserver.api.admin import AdminController
 from authserver.api.login import LoginController
 from authserver.api.service import ServiceController
 from authserver.api.session import SessionController
@@ -14,6 +15,7 @@ API_CONTROLLERS: list[Any] = [
     AccountController,
     LoginController,
     SessionController,
+    AdminController,
 ]
 
 # mounted at the root (service routes, /.well-known)

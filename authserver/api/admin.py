@@ -1,0 +1,110 @@
+"""Admin routes (role admin, AAL2+, fresh second factor): find, unlock and disable accounts,
+read the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+
+from authserver.api.accounts import list_events_page
+from authserver.api.deps import client_address, mfa_code_header
+from authserver.api.responses import account_out
+from authserver.api.schemas import AccountOut, EventsOut, Struct
+from authserver.errors import Forbidden, NotFound
+from authserver.flows.sessions import AuthContext
+from authserver.policy.ratelimit import account_key
+from authserver.policy.stepup import step_up_challenge
+from authserver.store.repositories import accounts, events, lockouts, sessions
+from authserver.wiring import Services
+
+
+class AccountsOut(Struct):
+    accounts: list[AccountOut]
+
+
+class AdminAccountOut(Struct):
+    account: AccountOut
+    factors: list[str]
+    locked_until: str | None
+
+
+async def require_admin(request: Request[Any, Any, Any], services: Services, auth: AuthContext) -> None:
+    if auth.account.role != "admin":
+        raise Forbidden(log_detail=f"{auth.account.username} is not an admin")
+    settings = services.ctx.settings
+    factors = await services.stepup.factors(auth)
+    if auth.session.aal < 2:
+        methods = [m for m in ("webauthn", "totp", "sms", "recovery_code") if getattr(factors, m)]
+        raise step_up_challenge(window=settings.step_up_window, methods=methods or ["enrol_second_factor"])
+    await services.stepup.require(auth, scope="admin", mfa_code=mfa_code_header(request),
+                                  ip=client_address(request, settings.trusted_proxies)[0])
+
+
+class AdminController(Controller):
+    path = "/admin"
+    tags = ["admin"]
+
+    @get("/accounts", summary="Find accounts by username or email")
+    async def find(self, request: Request[Any, Any, Any], services: Services, auth: AuthContext,
+                   search: Annotated[str | None, Parameter(query="query", max_length=128)] = None) -> AccountsOut:
+        await require_admin(request, services, auth)
+        async with services.ctx.db.read() as conn:
+            rows = await accounts.search_accounts(conn, search.replace("\x00", "") if search else None)
+        return AccountsOut(accounts=[account_out(a) for a in rows])
+
+    @get("/accounts/{account_id:uuid}", summary="One account with its factors and lock state")
+    async def one(self, request: Request[Any, Any, Any], account_id: uuid.UUID, services: Services,
+                  auth: AuthContext) -> AdminAccountOut:
+        await require_admin(request, services, auth)
+        now = services.ctx.clock.now()
+        async with services.ctx.db.read() as conn:
+            found = await accounts.get_with_factors(conn, account_id, now)
+            if found is None:
+                raise NotFound("no such account")
+            account, factors = found
+            locks = await lockouts.get_many(conn, [account_key(account.username)])
+        lock = locks.get(account_key(account.username))
+        until = lock.locked_until if lock and lock.locked_until and lock.locked_until > now else None
+        return AdminAccountOut(account=account_out(account), factors=factors.names(),
+                               locked_until=until.isoformat() if until else None)
+
+    @post("/accounts/{account_id:uuid}/unlock", status_code=200, summary="Lift a failed-attempt lockout")
+    async def unlock(self, request: Request[Any, Any, Any], account_id: uuid.UUID, services: Services,
+                     auth: AuthContext) -> AccountOut:
+        await require_admin(request, services, auth)
+        now = services.ctx.clock.now()
+        async with services.ctx.db.transaction() as conn:
+            account = await accounts.get_account(conn, account_id)
+            if account is None:
+                raise NotFound("no such account")
+            await lockouts.clear(conn, [account_key(account.username)])
+            await events.insert_event(conn, type="account_unlocked", account_id=account.id, now=now,
+                                      details={"by": str(auth.account.id)})
+        return account_out(account)
+
+    @post("/accounts/{account_id:uuid}/disable", status_code=200, summary="Disable an account and end its sessions")
+    async def disable(self, request: Request[Any, Any, Any], account_id: uuid.UUID, services: Services,
+                      auth: AuthContext) -> AccountOut:
+        await require_admin(request, services, auth)
+        now = services.ctx.clock.now()
+        async with services.ctx.db.transaction() as conn:
+            if not await accounts.set_status(conn, account_id, "disabled", now):
+                raise NotFound("no such account")
+            revoked = await sessions.revoke_all(conn, account_id, now)
+            await events.insert_event(conn, type="account_disabled", account_id=account_id, now=now,
+                                      details={"by": str(auth.account.id), "sessions_revoked": revoked})
+            account = await accounts.get_account(conn, account_id)
+        assert account is not None  # noqa: S101 - updated above in this transaction
+        return account_out(account)
+
+    @get("/events", summary="The audit trail, newest first")
+    async def audit(self, request: Request[Any, Any, Any], services: Services, auth: AuthContext,
+                    type: Annotated[str | None, Parameter(max_length=64)] = None,
+                    account: Annotated[uuid.UUID | None, Parameter()] = None,
+                    cursor: Annotated[str | None, Parameter(max_length=20)] = None,
+                    limit: Annotated[int, Parameter(ge=1, le=200)] = 50) -> EventsOut:
+        await require_admin(request, services, auth)
+        return await list_events_page(services, account_id=account, type=type, cursor=cursor, limit=limit)

@@ -1,0 +1,81 @@
+"""Admin routes: role admin, AAL2+, a fresh second factor (DESIGN §6)."""
+
+from __future__ import annotations
+
+import uuid
+
+from authserver.policy.risk import UNKNOWN_CLIENT
+from tests.api.test_login import enrol_second_factor_row
+from tests.conftest import services_of
+from tests.support.api import PASSWORD, assert_problem, bearer, login, signup, uniq
+
+
+async def admin_session(client, *, aal: int = 2, fresh: bool = True) -> str:
+    """An admin whose session already passed two factors (how it got them is tested in the
+    factor suites); returns its bearer token."""
+    services = services_of(client)
+    account, _ = await services.accounts.signup(username=uniq("admin"), display_name=None, email=None,
+                                                password=PASSWORD, client=UNKNOWN_CLIENT, role="admin")
+    await enrol_second_factor_row(client, account.username)
+    now = services.ctx.clock.now()
+    async with services.ctx.db.transaction() as conn:
+        issued = await services.sessions.issue(conn, account=account, aal=aal, amr=["otp", "pwd"], auth_time=now,
+                                               last_mfa_at=now if fresh else None, device_id=None, ip=None,
+                                               user_agent=None)
+    return issued.token
+
+
+async def test_non_admins_are_forbidden(client):
+    _, token = await signup(client)
+    assert_problem(await client.get("/api/v1/admin/accounts", headers=bearer(token)), 403, "forbidden")
+
+
+async def test_admin_needs_aal2_and_a_fresh_factor(client, clock):
+    low = await admin_session(client, aal=1)
+    r = await client.get("/api/v1/admin/accounts", headers=bearer(low))
+    assert_problem(r, 401, "step_up_required")
+    assert 'acr_values="aal2"' in r.headers["www-authenticate"]
+    token = await admin_session(client)
+    assert (await client.get("/api/v1/admin/accounts", headers=bearer(token))).status_code == 200
+    clock.advance(301)
+    assert_problem(await client.get("/api/v1/admin/accounts", headers=bearer(token)), 401, "step_up_required")
+
+
+async def test_find_unlock_disable(client):
+    token = await admin_session(client)
+    account, user_token = await signup(client, uniq("target"), email="target@example.com")
+    found = (await client.get("/api/v1/admin/accounts", params={"query": account["username"]},
+                              headers=bearer(token))).json()["accounts"]
+    assert [a["id"] for a in found] == [account["id"]]
+    for _ in range(3):
+        await login(client, account["username"], "wrong password")
+    assert (await login(client, account["username"])).status_code == 429
+    detail = (await client.get(f"/api/v1/admin/accounts/{account['id']}", headers=bearer(token))).json()
+    assert detail["locked_until"] is not None and detail["factors"] == ["password"]
+    r = await client.post(f"/api/v1/admin/accounts/{account['id']}/unlock", headers=bearer(token))
+    assert r.status_code == 200
+    assert (await login(client, account["username"])).status_code == 200
+    r = await client.post(f"/api/v1/admin/accounts/{account['id']}/disable", headers=bearer(token))
+    assert r.status_code == 200 and r.json()["status"] == "disabled"
+    assert_problem(await client.get("/api/v1/session", headers=bearer(user_token)), 401, "unauthorized")
+    assert_problem(await login(client, account["username"]), 403, "account_disabled")
+    events = (await client.get("/api/v1/admin/events", params={"account": account["id"]},
+                               headers=bearer(token))).json()["events"]
+    types = [e["type"] for e in events]
+    assert "account_disabled" in types and "account_unlocked" in types and "account_locked" in types
+    assert_problem(await client.post(f"/api/v1/admin/accounts/{uuid.uuid4()}/disable", headers=bearer(token)),
+                   404, "not_found")
+
+
+async def test_event_paging(client):
+    token = await admin_session(client)
+    account, _ = await signup(client)
+    for _ in range(2):
+        await login(client, account["username"], "wrong password")
+    page = (await client.get("/api/v1/admin/events", params={"account": account["id"], "limit": 1},
+                             headers=bearer(token))).json()
+    assert len(page["events"]) == 1 and page["next_cursor"]
+    nxt = (await client.get("/api/v1/admin/events", params={"account": account["id"], "limit": 1,
+                                                            "cursor": page["next_cursor"]},
+                            headers=bearer(token))).json()
+    assert nxt["events"][0]["id"] < page["events"][0]["id"]
