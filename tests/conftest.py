@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 import httpx
+import pytest
 from litestar import Litestar
 
 from authserver.app import create_app

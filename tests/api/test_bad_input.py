@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-
 from tests.conftest import services_of
 from tests.support.api import bearer, signup, table_counts
 

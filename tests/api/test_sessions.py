@@ -76,7 +76,7 @@ async def test_absolute_lifetime_ends_an_active_session(client, clock):
 async def test_list_and_revoke_sessions(client):
     account, first = await signup(client)
     second = (await login(client, account["username"])).json()["session"]["token"]
-    other_account, other_token = await signup(client)
+    _other_account, other_token = await signup(client)
     listing = (await client.get("/api/v1/sessions", headers=bearer(first))).json()["sessions"]
     assert len(listing) == 2
     assert sum(s["current"] for s in listing) == 1
