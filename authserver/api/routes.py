@@ -7,6 +7,7 @@ from typing import Any
 from authserver.api.accounts import AccountController
 from authserver.api.admin import AdminController
 from authserver.api.login import LoginController
+from authserver.api.metrics import MetricsController
 from authserver.api.service import ServiceController
 from authserver.api.session import SessionController
 
@@ -21,4 +22,5 @@ API_CONTROLLERS: list[Any] = [
 # mounted at the root (service routes, /.well-known)
 ROOT_CONTROLLERS: list[Any] = [
     ServiceController,
+    MetricsController,
 ]

@@ -130,3 +130,14 @@ async def test_hot_paths_issue_few_statements(client):
         assert (await login(client, account["username"])).status_code == 200
     work = [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")]
     assert work == ["SELECT", "INSERT", "INSERT", "INSERT"], seen
+
+
+async def test_metrics_count_requests_by_route(client):
+    _, token = await signup(client)
+    await client.get("/api/v1/session", headers=bearer(token))
+    await client.get("/api/v1/session")
+    text = (await client.get("/metrics")).text
+    assert 'authserver_http_requests_total{method="GET",route="/api/v1/session",status="200"} 1' in text
+    assert 'authserver_http_requests_total{method="GET",route="/api/v1/session",status="401"} 1' in text
+    assert "authserver_http_request_seconds_bucket" in text
+    assert token not in text
