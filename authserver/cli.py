@@ -138,6 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a CLI user gets one line, not a traceback
+        from authserver.metadata import MetadataError
+
+        if isinstance(exc, MetadataError):
+            print(f"metadata refused: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":
