@@ -25,10 +25,10 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from authserver.app import create_app  # noqa: E402
-from authserver.settings import Settings  # noqa: E402
-from authserver.store.migrate import upgrade  # noqa: E402
-from authserver.wiring import build_services  # noqa: E402
+from authserver.app import create_app
+from authserver.settings import Settings
+from authserver.store.migrate import upgrade
+from authserver.wiring import build_services
 
 PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
