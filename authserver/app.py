@@ -18,6 +18,7 @@ from authserver.api.metrics import Metrics, metrics_middleware
 from authserver.api.problems import EXCEPTION_HANDLERS
 from authserver.api.routes import API_CONTROLLERS, ROOT_CONTROLLERS
 from authserver.clock import Clock
+from authserver.housekeeping import Housekeeper
 from authserver.settings import Settings
 from authserver.wiring import Services, build_services
 
@@ -38,12 +39,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     settings = settings or Settings.load()
     services = services or build_services(settings, clock=clock)
 
+    housekeeper = Housekeeper(services.ctx.db, services.ctx.clock)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services.ctx.outbox.start()
+        housekeeper.start()
         try:
             yield
         finally:
+            await housekeeper.stop()
             await services.ctx.outbox.stop()
             await services.ctx.db.dispose()
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import Flow
@@ -101,8 +101,3 @@ async def add_attempt(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
 
 async def update_flow(conn: AsyncConnection, flow_id: uuid.UUID, **values: Any) -> None:
     await conn.execute(update(_F).where(_F.c.id == flow_id).values(**values))
-
-
-async def delete_expired(conn: AsyncConnection, now: datetime) -> int:
-    res = await conn.execute(delete(_F).where(_F.c.expires_at < now))
-    return int(res.rowcount or 0)

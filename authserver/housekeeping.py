@@ -1,0 +1,54 @@
+"""Background clean-up of rows that can no longer be used: expired flows (with their
+challenges and pending enrolments), spent one-time codes, long-dead sessions. Runs in every
+replica; the deletes are idempotent, so running twice is harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from authserver.clock import Clock
+from authserver.store.db import Database
+from authserver.store.repositories import cleanup
+
+log = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 600
+KEEP_DEAD_SESSIONS = timedelta(days=30)
+
+
+class Housekeeper:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> dict[str, int]:
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            return await cleanup.delete_dead_rows(conn, now=now, keep_sessions=KEEP_DEAD_SESSIONS)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="authserver-housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(INTERVAL_SECONDS)
+            try:
+                removed = await self.run_once()
+                if any(removed.values()):
+                    log.info("housekeeping removed %s", removed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("housekeeping pass failed")
