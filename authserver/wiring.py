@@ -13,6 +13,10 @@ from authserver.flows.accounts import AccountService
 from authserver.flows.login import LoginService
 from authserver.flows.sessions import SessionService
 from authserver.flows.stepup import StepUpService
+from authserver.flows.webauthn import WebAuthnService
+from authserver.methods.recovery import RecoveryCodeFactor
+from authserver.methods.sms import SmsFactor
+from authserver.methods.totp import TotpFactor
 from authserver.settings import Settings
 
 
@@ -34,5 +38,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, keyring: K
                         stepup=StepUpService(ctx, login))
     # Factors beyond the password register here, one line each (they add themselves to
     # services.extra and, for typed codes, to login.code_factors).
+    fallbacks = (TotpFactor.from_settings(settings), RecoveryCodeFactor.from_settings(settings),
+                 SmsFactor.from_settings(settings))
+    login.code_factors.extend(fallbacks)  # X-MFA-Code tries them in this order: totp, recovery_code, sms
+    services.extra.update({factor.name: factor for factor in fallbacks})
+    services.extra["webauthn"] = WebAuthnService(ctx, sessions=sessions, login=login, stepup=services.stepup)
     return services
 

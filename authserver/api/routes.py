@@ -6,10 +6,14 @@ from typing import Any
 
 from authserver.api.accounts import AccountController
 from authserver.api.admin import AdminController
+from authserver.api.factors import FactorController
 from authserver.api.login import LoginController
 from authserver.api.metrics import MetricsController
+from authserver.api.mfa import MfaController
 from authserver.api.service import ServiceController
 from authserver.api.session import SessionController
+from authserver.api.stepup import StepUpController
+from authserver.api.webauthn import CredentialsController, PasskeyController, WellKnownWebAuthnController
 
 # mounted under /api/v1
 API_CONTROLLERS: list[Any] = [
@@ -17,10 +21,16 @@ API_CONTROLLERS: list[Any] = [
     LoginController,
     SessionController,
     AdminController,
+    MfaController,
+    StepUpController,
+    FactorController,
+    PasskeyController,
+    CredentialsController,
 ]
 
 # mounted at the root (service routes, /.well-known)
 ROOT_CONTROLLERS: list[Any] = [
     ServiceController,
     MetricsController,
+    WellKnownWebAuthnController,
 ]

@@ -109,25 +109,37 @@ class LoginService:
             raise challenge
         assert mfa_code is not None  # noqa: S101 - narrowed above
         try:
-            async with ctx.db.transaction() as conn:
-                second = await self._header_code(conn, account, factors, mfa_code, scope="login")
-                if second is None:
-                    raise InvalidCode(log_detail="X-MFA-Code matched no enrolled factor")
-                await lockouts.clear(conn, [user_lock])
-                return await issue_session(ctx, self.sessions, conn, account=account, proofs=[*proofs, second],
-                                           client=client, auth_time=now)
+            second = await self.verify_header_code(account, factors, mfa_code, scope="login")
         except (InvalidCode, CodeReused):
             await self._record_failure(account, username, client, "mfa_header")
             raise
+        async with ctx.db.transaction() as conn:
+            await lockouts.clear(conn, [user_lock])
+            return await issue_session(ctx, self.sessions, conn, account=account, proofs=[*proofs, second],
+                                       client=client, auth_time=now)
 
-    async def _header_code(self, conn: AsyncConnection, account: AccountRow, factors: EnrolledFactors,
-                           code: str, *, scope: str) -> Proof | None:
-        for factor in self.code_factors:
-            proof = await factor.verify_code(self.ctx, conn, account=account, factors=factors, code=code,
-                                             scope=scope)
-            if proof is not None:
-                return proof
-        return None
+    async def verify_header_code(self, account: AccountRow, factors: EnrolledFactors, code: str, *,
+                                 scope: str) -> Proof:
+        """Try ``X-MFA-Code`` against each code factor in its own transaction, which commits
+        even when the code is wrong: a wrong try must count against the code (SMS codes die
+        after three) and a consumed step or code must stay consumed."""
+        failure: AuthError | None = None
+        proof: Proof | None = None
+        async with self.ctx.db.transaction() as conn:
+            for factor in self.code_factors:
+                try:
+                    proof = await factor.verify_code(self.ctx, conn, account=account, factors=factors, code=code,
+                                                     scope=scope)
+                except (InvalidCode, CodeReused) as exc:
+                    failure = exc
+                    break
+                if proof is not None:
+                    break
+        if failure is not None:
+            raise failure
+        if proof is None:
+            raise InvalidCode(log_detail="X-MFA-Code matched no enrolled factor")
+        return proof
 
     async def _start_mfa(self, conn: AsyncConnection, account: AccountRow, factors: EnrolledFactors,
                          proofs: list[Proof], client: ClientInfo, *, auth_time: datetime,
@@ -156,10 +168,8 @@ class LoginService:
         if found is None:
             raise AuthError(log_detail="flow account vanished")
         account, factors = found
-        ctx = self.ctx
-        if method != "webauthn":
-            async with ctx.db.read() as rconn:
-                await ctx.regulator.check(rconn, [account_key(account.username)], ctx.clock.now())
+        if method != "webauthn":  # an assertion cannot be guessed, so it is never locked out
+            await self.ctx.regulator.check(conn, [account_key(account.username)], self.ctx.clock.now())
         return flow, account, factors
 
     async def finish_mfa(self, conn: AsyncConnection, flow: FlowRow, account: AccountRow, proof: Proof,

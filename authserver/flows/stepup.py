@@ -50,14 +50,12 @@ class StepUpService:
         async with ctx.db.read() as conn:
             await ctx.regulator.check(conn, [account_key(auth.account.username)], now)
         try:
-            async with ctx.db.transaction() as conn:
-                proof = await self.login._header_code(conn, auth.account, factors, mfa_code, scope=scope)
-                if proof is None:
-                    raise InvalidCode(log_detail="X-MFA-Code matched no enrolled factor for step-up")
-                await self.record(conn, auth, proof)
+            proof = await self.login.verify_header_code(auth.account, factors, mfa_code, scope=scope)
         except (InvalidCode, CodeReused):
-            await self._failure(auth, ip)
+            await self.record_failure(auth, ip)
             raise
+        async with ctx.db.transaction() as conn:
+            await self.record(conn, auth, proof)
         return factors
 
     async def record(self, conn: AsyncConnection, auth: AuthContext, proof: Proof) -> None:
@@ -71,7 +69,7 @@ class StepUpService:
         await events.insert_event(conn, type="step_up", account_id=auth.account.id, now=now,
                                   details={"method": proof.method, "session_id": str(s.id), "aal": aal})
 
-    async def _failure(self, auth: AuthContext, ip: str | None) -> None:
+    async def record_failure(self, auth: AuthContext, ip: str | None) -> None:
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
             await self.ctx.regulator.record_failure(conn, [account_key(auth.account.username), ip_key(ip)], now)

@@ -24,7 +24,8 @@ def is_fresh(*, auth_time: datetime, last_mfa_at: datetime | None, factors: Enro
     limit = now - timedelta(seconds=window)
     if second_factor_methods(factors):
         return last_mfa_at is not None and last_mfa_at >= limit
-    return auth_time >= limit
+    # No second factor (yet, or any more): a recent sign-in or a recent factor both count.
+    return max(auth_time, last_mfa_at or auth_time) >= limit
 
 
 def require_fresh(*, auth_time: datetime, last_mfa_at: datetime | None, factors: EnrolledFactors,

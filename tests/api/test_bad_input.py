@@ -92,10 +92,9 @@ async def test_every_route_refuses_bad_input_cleanly(client):
         # bad tokens
         for raw in BAD_TOKENS:
             headers: dict[str, Any] = {"Authorization": raw} if raw else {}
+            # a broken body too, so that a public route refuses it instead of starting a flow
             r = await client.request(method, url, headers={**headers, "Content-Type": "application/json"},
-                                     content=b"{}")
-            if r.status_code < 400:
-                continue  # a public route; its bodies are tested below
+                                     content=b"{" if request_schema(app, op) else b"")
             check(r, f"{method} {path} token {raw[:20]!r}")
             sent += 1
         # bad path parameters
@@ -119,6 +118,8 @@ async def test_every_route_refuses_bad_input_cleanly(client):
             continue
         # bodies that are not what the schema says, with a valid session
         for name, raw_body in BAD_BODIES:
+            if name == "empty object" and not schema.get("required"):
+                continue  # every field optional: {} is valid input here
             r = await client.request(method, url, content=raw_body,
                                      headers={**bearer(token), "Content-Type": "application/json"})
             check(r, f"{method} {path} body {name}")

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.store.models import Lockout
@@ -32,8 +34,11 @@ async def save(conn: AsyncConnection, row: LockoutRow, *, exists: bool, now: dat
               "locked_until": row.locked_until, "lock_level": row.lock_level, "updated_at": now}
     if exists:
         await conn.execute(update(_L).where(_L.c.key == row.key).values(**values))
-    else:
-        await conn.execute(_L.insert().values(key=row.key, **values))
+        return
+    # Two first failures can race for the same key: the later one updates instead of failing.
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(insert(_L).values(key=row.key, **values)
+                       .on_conflict_do_update(index_elements=[_L.c.key], set_=values))
 
 
 async def clear(conn: AsyncConnection, keys: list[str]) -> None:

@@ -1,0 +1,176 @@
+"""SMS codes through the API (issue 4): phone enrolment, login by text, expiry, three tries,
+replacement by a new send, send limits, bad input. Codes are read from the outbox file."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from authserver.store.models import OtpCode
+from tests.conftest import services_of
+from tests.support.api import assert_problem, bearer, login, read_outbox, signup
+from tests.support.factors import add_verified_phone, last_text, mfa_flow, texts_to, unique_phone
+
+
+def wrong(code: str) -> str:
+    return str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+
+
+async def send_login_code(client, outbox_file, flow_token: str, number: str) -> str:
+    r = await client.post("/api/v1/login/mfa/sms/send", json={"flow_token": flow_token})
+    assert r.status_code == 202, r.text
+    return await last_text(client, outbox_file, number)
+
+
+async def test_phone_enrolment_and_sms_login(client, outbox_file):
+    phone = unique_phone()
+    account, token = await signup(client, email="sms@example.com")
+    spaced = f"{phone[:3]} ({phone[3:6]}) {phone[6:10]}-{phone[10:]}"
+    r = await client.post("/api/v1/me/phones", json={"phone": spaced}, headers=bearer(token))
+    assert r.status_code == 202, r.text
+    added = r.json()
+    assert added["verified"] is False
+    assert added["phone_masked"].startswith("+49") and added["phone_masked"].endswith(phone[-2:])
+    assert phone[5:-2] not in added["phone_masked"]
+    assert (await login(client, account["username"])).status_code == 200  # unverified: not a factor yet
+
+    code = await last_text(client, outbox_file, phone)  # stored and texted in E.164
+    assert len(code) == 6
+    r = await client.post("/api/v1/me/phones/verify", json={"phone": phone, "code": code}, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == added["id"] and r.json()["verified"] is True
+    await services_of(client).ctx.outbox.drain()
+    assert any(m["to"] == "sms@example.com" and "phone number" in m["subject"] for m in read_outbox(outbox_file))
+
+    flow = await mfa_flow(client, account["username"])
+    assert "sms" in flow["methods"]
+    code = await send_login_code(client, outbox_file, flow["flow_token"], phone)
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow["flow_token"], "code": code})
+    assert r.status_code == 200, r.text
+    assert r.json()["session"]["aal"] == 2 and r.json()["session"]["amr"] == ["pwd", "sms"]
+
+    # used once: a second flow cannot reuse it
+    flow2 = await mfa_flow(client, account["username"])
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow2["flow_token"], "code": code})
+    assert_problem(r, 401, "code_reused")
+
+
+async def test_sms_code_expires_after_ten_minutes(client, outbox_file, clock):
+    phone = unique_phone()
+    account, token = await signup(client)
+    await add_verified_phone(client, token, outbox_file, phone)
+    flow = await mfa_flow(client, account["username"])
+    code = await send_login_code(client, outbox_file, flow["flow_token"], phone)
+    clock.advance(601)
+    flow = await mfa_flow(client, account["username"])  # the first flow died too (10 min)
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow["flow_token"], "code": code})
+    assert_problem(r, 401, "invalid_code")
+
+
+async def test_sms_code_dies_after_three_wrong_tries(client, outbox_file, clock):
+    phone = unique_phone()
+    account, token = await signup(client)
+    await add_verified_phone(client, token, outbox_file, phone)
+    flow = (await mfa_flow(client, account["username"]))["flow_token"]
+    code = await send_login_code(client, outbox_file, flow, phone)
+    for _ in range(3):
+        r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": wrong(code)})
+        assert_problem(r, 401, "invalid_code")
+    # three failures also lock the account for 30 s; wait that out, well inside the code's 10 minutes
+    assert_problem(await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": code}),
+                   429, "rate_limited")
+    clock.advance(31)
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": code})
+    assert_problem(r, 401, "invalid_code")  # the right code, but it is dead
+    async with services_of(client).ctx.db.read() as conn:
+        attempts = await conn.scalar(select(OtpCode.attempts).where(OtpCode.account_id == uuid.UUID(account["id"]),
+                                                                    OtpCode.scope == "login"))
+    assert attempts == 3
+    # a fresh code works
+    code = await send_login_code(client, outbox_file, flow, phone)
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": code})
+    assert r.status_code == 200, r.text
+
+
+async def test_a_new_send_kills_the_previous_code(client, outbox_file):
+    phone = unique_phone()
+    account, token = await signup(client)
+    await add_verified_phone(client, token, outbox_file, phone)
+    flow = (await mfa_flow(client, account["username"]))["flow_token"]
+    first = await send_login_code(client, outbox_file, flow, phone)
+    second = await send_login_code(client, outbox_file, flow, phone)
+    while second == first:  # one chance in a million; send again so the test means something
+        second = await send_login_code(client, outbox_file, flow, phone)
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": first})
+    assert_problem(r, 401, "invalid_code")
+    r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": second})
+    assert r.status_code == 200, r.text
+
+
+async def test_sends_are_limited_per_account_and_per_number(client, outbox_file, clock):
+    phone = unique_phone()
+    account, token = await signup(client)
+    await add_verified_phone(client, token, outbox_file, phone)  # send 1 of 5 this hour
+    flow = (await mfa_flow(client, account["username"]))["flow_token"]
+    for _ in range(4):
+        assert (await client.post("/api/v1/login/mfa/sms/send", json={"flow_token": flow})).status_code == 202
+    r = await client.post("/api/v1/login/mfa/sms/send", json={"flow_token": flow})
+    body = assert_problem(r, 429, "rate_limited")
+    assert 3500 <= int(r.headers["retry-after"]) <= 3600 and body["retry_after"] == int(r.headers["retry-after"])
+    assert len(await texts_to(client, outbox_file, phone)) == 5
+
+    other_phone = unique_phone()
+    # the number itself is protected: another account cannot make it receive more this hour
+    _, other = await signup(client)
+    r = await client.post("/api/v1/me/phones", json={"phone": phone}, headers=bearer(other))
+    assert_problem(r, 429, "rate_limited")
+    assert (await client.post("/api/v1/me/phones", json={"phone": other_phone}, headers=bearer(other))).status_code \
+        == 202
+
+    clock.advance(3601)
+    flow = (await mfa_flow(client, account["username"]))["flow_token"]
+    assert (await client.post("/api/v1/login/mfa/sms/send", json={"flow_token": flow})).status_code == 202
+
+
+async def test_removing_a_phone(client, outbox_file, clock):
+    phone = unique_phone()
+    account, token = await signup(client)
+    phone_id = await add_verified_phone(client, token, outbox_file, phone)
+    # adding the phone refreshed this session's step-up time; once stale, removal needs a fresh factor
+    clock.advance(301)
+    r = await client.delete(f"/api/v1/me/phones/{phone_id}", headers=bearer(token))
+    assert_problem(r, 401, "step_up_required")
+    r = await client.post("/api/v1/session/step-up/sms/send", json={"scope": "remove_factor"}, headers=bearer(token))
+    assert r.status_code == 202, r.text
+    code = await last_text(client, outbox_file, phone)
+    r = await client.delete(f"/api/v1/me/phones/{phone_id}", headers={**bearer(token), "X-MFA-Code": code})
+    assert r.status_code == 204, r.text
+    r = await login(client, account["username"])
+    assert r.status_code == 200  # the password alone again
+    fresh = r.json()["session"]["token"]
+    assert_problem(await client.delete(f"/api/v1/me/phones/{phone_id}", headers=bearer(fresh)), 404, "not_found")
+
+
+async def test_bad_phone_and_code_input(client, outbox_file):
+    phone = unique_phone()
+    account, token = await signup(client)
+    other_phone = unique_phone()
+    for bad in ("12345", "+1 555", "+999123456789", "not a phone", "+" + "1" * 40, "+44 7700 900123"):
+        r = await client.post("/api/v1/me/phones", json={"phone": bad}, headers=bearer(token))
+        body = r.json()
+        assert r.status_code == 400 and body["code"] == "validation_error", (bad, body)
+    r = await client.post("/api/v1/me/phones/verify", json={"phone": other_phone, "code": "123456"},
+                          headers=bearer(token))
+    assert_problem(r, 404, "not_found")
+    await add_verified_phone(client, token, outbox_file, phone)
+    assert_problem(await client.post("/api/v1/me/phones", json={"phone": phone}, headers=bearer(token)), 409,
+                   "conflict")
+    flow = (await mfa_flow(client, account["username"]))["flow_token"]
+    await send_login_code(client, outbox_file, flow, phone)
+    for code in ("12a456", "123", "123456789", "٣٤٥٦٧٨"):
+        r = await client.post("/api/v1/login/mfa/sms/verify", json={"flow_token": flow, "code": code})
+        assert_problem(r, 400, "validation_error")
+    assert_problem(await client.post("/api/v1/login/mfa/sms/send", json={"flow_token": "asf_unknown"}), 400,
+                   "flow_expired")
+    assert_problem(await client.post("/api/v1/login/mfa/sms/send", json={}), 400, "validation_error")
