@@ -174,3 +174,25 @@ async def test_bad_recovery_code_input(client):
     assert_problem(r, 400, "flow_expired")
     r = await client.post("/api/v1/login/mfa/recovery-code", json={"flow_token": flow, "code": "abcde-12345"})
     assert_problem(r, 401, "invalid_code")
+
+
+async def test_twenty_concurrent_api_requests_with_one_code_on_postgresql(pg_url: str, outbox_file: Path,
+                                                                         clock: MovableClock):
+    """The same race through HTTP: twenty pending logins, one code, sent at once. Exactly one
+    session comes back; the others are refused cleanly (never a 500)."""
+    settings = make_settings(pg_url, outbox_file, database_pool_size=25, lockout_threshold=100)
+    services = build_services(settings, clock=clock)
+    client = AppClient(create_app(settings, services=services))
+    try:
+        account, token = await signup(client)
+        code = (await make_codes(client, token))[0]
+        flows = [(await mfa_flow(client, account["username"]))["flow_token"] for _ in range(20)]
+        responses = await asyncio.gather(*(
+            client.post("/api/v1/login/mfa/recovery-code", json={"flow_token": f, "code": code}) for f in flows))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(200) == 1, statuses
+        assert set(statuses) <= {200, 401}, statuses
+        assert {r.json()["code"] for r in responses if r.status_code == 401} <= {"code_reused", "invalid_code"}
+    finally:
+        await client.aclose()
+        await services.ctx.db.dispose()
