@@ -14,6 +14,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from authserver.api.deps import provide_auth, provide_client, provide_services
+from authserver.api.headers import security_headers_middleware
 from authserver.api.metrics import Metrics, metrics_middleware
 from authserver.api.problems import EXCEPTION_HANDLERS
 from authserver.api.routes import API_CONTROLLERS, ROOT_CONTROLLERS
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         dependencies={"services": Provide(provide_services, sync_to_thread=False),
                       "auth": Provide(provide_auth), "client": Provide(provide_client, sync_to_thread=False),
                       "metrics": Provide(lambda: metrics, sync_to_thread=False)},
-        middleware=[metrics_middleware(metrics)],
+        middleware=[metrics_middleware(metrics), security_headers_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

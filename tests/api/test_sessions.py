@@ -141,3 +141,13 @@ async def test_metrics_count_requests_by_route(client):
     assert 'authserver_http_requests_total{method="GET",route="/api/v1/session",status="401"} 1' in text
     assert "authserver_http_request_seconds_bucket" in text
     assert token not in text
+
+
+async def test_security_headers(client):
+    _, token = await signup(client)
+    api = await client.get("/api/v1/session", headers=bearer(token))
+    assert api.headers["cache-control"] == "no-store"
+    assert api.headers["x-content-type-options"] == "nosniff"
+    page = await client.get("/")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"

@@ -1,0 +1,1 @@
+"""Chromium + playwright tests of the pages in static/."""
