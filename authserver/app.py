@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        webauthn = services.extra.get("webauthn")
+        if webauthn is not None:
+            await webauthn.startup()  # re-check existing credentials against the metadata BLOB
         services.ctx.outbox.start()
         housekeeper.start()
         try:

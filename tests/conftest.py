@@ -12,6 +12,7 @@ import base64
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,24 +137,39 @@ class AppClient(httpx.AsyncClient):
 AppFactory = Callable[..., Awaitable[AppClient]]
 
 
-@pytest.fixture
-async def make_client(db_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
-    """Build an app (optionally with setting overrides, another clock or database) and its
-    client. Two calls give two independent "replicas" on the same database."""
+@asynccontextmanager
+async def _client_factory(default_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
     opened: list[AppClient] = []
 
     async def factory(*, clock_: MovableClock | None = None, url: str | None = None, peer: str = "127.0.0.1",
                       **overrides: Any) -> AppClient:
-        s = make_settings(url or db_url, outbox_file, **overrides)
+        s = make_settings(url or default_url, outbox_file, **overrides)
         services = build_services(s, clock=clock_ or clock)
         client = AppClient(create_app(s, services=services), peer=peer)
         opened.append(client)
         return client
 
-    yield factory
-    for client in reversed(opened):
-        await client.aclose()
-        await services_of(client).ctx.db.dispose()
+    try:
+        yield factory
+    finally:
+        for client in reversed(opened):
+            await client.aclose()
+            await services_of(client).ctx.db.dispose()
+
+
+@pytest.fixture
+async def make_client(db_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
+    """Build an app (optionally with setting overrides, another clock or database) and its
+    client. Two calls give two independent "replicas" on the same database."""
+    async with _client_factory(db_url, outbox_file, clock) as factory:
+        yield factory
+
+
+@pytest.fixture
+async def make_pg_client(pg_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
+    """Like ``make_client`` but always on PostgreSQL, for tests that run once (replicas)."""
+    async with _client_factory(pg_url, outbox_file, clock) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -13,7 +13,12 @@ from authserver.api.mfa import MfaController
 from authserver.api.service import ServiceController
 from authserver.api.session import SessionController
 from authserver.api.stepup import StepUpController
-from authserver.api.webauthn import CredentialsController, PasskeyController, WellKnownWebAuthnController
+from authserver.api.webauthn import (
+    AdminCredentialsController,
+    CredentialsController,
+    PasskeyController,
+    WellKnownWebAuthnController,
+)
 
 # mounted under /api/v1
 API_CONTROLLERS: list[Any] = [
@@ -26,6 +31,7 @@ API_CONTROLLERS: list[Any] = [
     FactorController,
     PasskeyController,
     CredentialsController,
+    AdminCredentialsController,
 ]
 
 # mounted at the root (service routes, /.well-known)

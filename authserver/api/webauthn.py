@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, patch, post
 from msgspec import Meta
 
+from authserver.api.admin import require_admin
 from authserver.api.deps import client_address, mfa_code_header
 from authserver.api.responses import account_out, no_content, session_out, with_session
 from authserver.api.schemas import (
@@ -264,6 +265,21 @@ class CredentialsController(Controller):
         await services.stepup.require(auth, scope="remove_factor", mfa_code=mfa_code_header(request),
                                       ip=client_address(request, services.ctx.settings.trusted_proxies)[0])
         await webauthn_service(services).revoke(auth, credential_id)
+        return no_content()
+
+
+class AdminCredentialsController(Controller):
+    """``DELETE /admin/accounts/{id}/credentials/webauthn/{cid}`` (role admin, AAL2+, fresh)."""
+
+    path = "/admin/accounts"
+    tags = ["admin"]
+
+    @delete("/{account_id:uuid}/credentials/webauthn/{credential_id:uuid}", status_code=204,
+            summary="Remove a user's passkey or security key (lost or compromised key)")
+    async def remove(self, request: Request[Any, Any, Any], account_id: uuid.UUID, credential_id: uuid.UUID,
+                     services: Services, auth: AuthContext) -> Response[None]:
+        await require_admin(request, services, auth)
+        await webauthn_service(services).revoke_for_admin(auth, account_id=account_id, credential_id=credential_id)
         return no_content()
 
 

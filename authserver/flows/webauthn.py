@@ -183,24 +183,34 @@ class WebAuthnService:
 
     # ---- metadata ----------------------------------------------------------------------
 
+    def _blob_mtime_now(self) -> int | None:
+        path = self.settings.mds_blob_path
+        if not path or not self.settings.mds_root_cert:
+            return None
+        try:
+            return os.stat(path).st_mtime_ns
+        except OSError:
+            return None
+
     def _load_metadata_file(self) -> None:
         """(Re)load ``AUTHSERVER_MDS_BLOB_PATH`` when it changed on disk (``authserver mds-refresh``
         replaces it atomically). A BLOB that does not verify is logged and ignored: we keep
         the last good one rather than trust an unverified list."""
-        path, root = self.settings.mds_blob_path, self.settings.mds_root_cert
-        if not path or not root:
-            return
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except OSError:
-            mtime = None
+        mtime = self._blob_mtime_now()
         if mtime is None or mtime == self._blob_mtime:
             return
         self._blob_mtime = mtime
+        path, root = self.settings.mds_blob_path, self.settings.mds_root_cert
+        assert path is not None and root is not None  # noqa: S101 - _blob_mtime_now checked both
         try:
             self.metadata = load_blob_file(Path(path), root_cert_path=Path(root), now=self.ctx.clock.now())
         except MetadataError as exc:
             log.error("metadata BLOB %s not loaded: %s", path, exc.message)
+
+    async def startup(self) -> int:
+        """Apply the BLOB loaded at construction to existing credentials now rather than at
+        the first WebAuthn request (an app's lifespan may call this; both are idempotent)."""
+        return await self._apply_pending_metadata()
 
     async def load_metadata(self, store: MetadataStore) -> int:
         """Use a newly verified BLOB from now on, and re-check every credential against it."""
@@ -208,7 +218,12 @@ class WebAuthnService:
         return await self._apply_pending_metadata()
 
     async def _apply_pending_metadata(self) -> int:
-        self._load_metadata_file()
+        """Pick up a BLOB replaced on disk (parsed off the event loop: the real one is MiBs)
+        and apply a BLOB not yet applied; a stat() per call otherwise."""
+        mtime = self._blob_mtime_now()
+        if mtime is not None and mtime != self._blob_mtime:
+            async with self._metadata_lock:
+                await asyncio.to_thread(self._load_metadata_file)
         if self.metadata is None or self._metadata_applied is self.metadata:
             return 0
         async with self._metadata_lock:
@@ -669,6 +684,27 @@ class WebAuthnService:
             await events.insert_event(conn, type="webauthn_credential_revoked", account_id=account_id, now=now,
                                       ip=auth.session.ip, details={"credential_id": str(row.id), "reason": reason,
                                                                    "session_id": str(auth.session.id)})
+
+    async def revoke_for_admin(self, admin: AuthContext, *, account_id: uuid.UUID, credential_id: uuid.UUID) -> None:
+        """An admin removes a credential (a lost or compromised key). Unlike the user's own
+        removal this may take the last way in: recovering such an account is then the
+        admin's job, and a key that must go must go. The user is told by email."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            row = await credentials.get_for_account(conn, account_id, credential_id)
+            if row is None or row.revoked_at is not None:
+                raise NotFound("no such credential")
+            await credentials.revoke(conn, account_id=account_id, row_id=row.id, now=now, reason="revoked_by_admin")
+            await events.insert_event(conn, type="webauthn_credential_revoked", account_id=account_id, now=now,
+                                      ip=admin.session.ip, details={"credential_id": str(row.id),
+                                                                    "reason": "revoked_by_admin",
+                                                                    "admin_id": str(admin.account.id)})
+            account = await accounts.get_account(conn, account_id)
+            if account is not None and account.email:
+                await self.ctx.outbox.enqueue(
+                    conn, channel="email", to=account.email, subject="A security key was removed from your account",
+                    body=f"An administrator removed the {row.kind} {row.nickname or row.authenticator_name or ''} "
+                         f"from {account.username} at {now.isoformat(timespec='seconds')}.")
 
     def expires_soon(self, row: CredentialRow) -> bool:
         return row.expires_at - self.ctx.clock.now() <= timedelta(days=self.settings.credential_warning_days)

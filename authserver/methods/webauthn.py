@@ -125,7 +125,7 @@ def assertion_proof(*, user_verified: bool, backup_eligible: bool) -> Proof:
 
 
 def is_counter_regression(*, stored: int, received: int) -> bool:
-    """WebAuthn L3 §6.1.1 / §7.2 step 22: when either counter is non-zero, the new one must be
+    """WebAuthn L3 §6.1.1 / §7.2 step 23: when either counter is non-zero, the new one must be
     greater than the stored one, or the authenticator may be cloned. Authenticators that
     always report zero (most synced passkeys) never trip this."""
     return (stored != 0 or received != 0) and received <= stored
@@ -215,7 +215,7 @@ class WebAuthnMethod:
             raise _fail(f"{ceremony} user presence", "the UP flag is not set")
         if require_uv and not uv:  # L3 §7.1 step 15 / §7.2 step 17
             raise _fail(f"{ceremony} user verification", "UV was required but the UV flag is not set")
-        if bs and not be:  # L3 §6.1.3: backup state without backup eligibility is invalid
+        if bs and not be:  # L3 §6.1.3, §7.1 step 16 / §7.2 step 18: BS requires BE
             raise _fail(f"{ceremony} backup flags", "BS is set without BE")
 
     def verify_registration(self, response: RegistrationResponse, *, expected_challenge: bytes, now: datetime,
@@ -259,8 +259,9 @@ class WebAuthnMethod:
 
     def verify_assertion(self, response: AssertionResponse, *, expected_challenge: bytes, public_key: bytes,
                          require_uv: bool = False) -> VerifiedAssertion:
-        """WebAuthn L3 §7.2 steps 11-21. Steps 5-6 (is this credential allowed, whose is it)
-        and step 22 (signature counter) need stored state and are the flow's."""
+        """WebAuthn L3 §7.2 steps 11-22. Steps 5-7 (is this credential allowed, whose is it),
+        step 19 (backup eligibility unchanged) and step 23 (signature counter) need the stored
+        credential record and are the flow's."""
         self._check_client_data(response.client_data, expected_challenge, "authentication")
         auth_data = response.authenticator_data
         # L3 §7.2 step 15, and §10.1.1: with the appid extension the hash may be of the AppID.
@@ -277,7 +278,7 @@ class WebAuthnMethod:
             verified = verify_authentication_response(
                 credential=response.for_library(), expected_challenge=expected_challenge, expected_rp_id=rp_id,
                 expected_origin=list(self.rp.origins), credential_public_key=public_key,
-                # The counter is checked by the flow against the stored value (step 22), after
+                # The counter is checked by the flow against the stored value (step 23), after
                 # the signature: a forged low counter must not flag a genuine credential.
                 credential_current_sign_count=0, require_user_verification=require_uv)
         except WebAuthnException as exc:

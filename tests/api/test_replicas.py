@@ -9,18 +9,18 @@ from tests.conftest import services_of
 from tests.support.api import bearer, login, signup
 
 
-async def test_session_from_one_replica_works_on_the_other(make_client, pg_url):
-    a = await make_client(url=pg_url)
-    b = await make_client(url=pg_url)
+async def test_session_from_one_replica_works_on_the_other(make_pg_client):
+    a = await make_pg_client()
+    b = await make_pg_client()
     account, token = await signup(a)
     assert (await b.get("/api/v1/session", headers=bearer(token))).json()["account"]["id"] == account["id"]
     assert (await b.delete("/api/v1/session", headers=bearer(token))).status_code == 204
     assert (await a.get("/api/v1/session", headers=bearer(token))).status_code == 401
 
 
-async def test_flow_begun_on_one_replica_finishes_on_the_other(make_client, pg_url):
-    a = await make_client(url=pg_url)
-    b = await make_client(url=pg_url)
+async def test_flow_begun_on_one_replica_finishes_on_the_other(make_pg_client):
+    a = await make_pg_client()
+    b = await make_pg_client()
     account, _ = await signup(a)
     await enrol_second_factor_row(a, account["username"])
     r = await login(a, account["username"])

@@ -4,6 +4,8 @@ each session's AAL and amr are those of DESIGN §4."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.conftest import services_of
@@ -237,11 +239,9 @@ async def test_step_up_flow_is_bound_to_its_session(client):
     assert_problem(r, 400, "flow_expired")
 
 
-async def test_ceremony_begun_on_one_replica_finishes_on_another(make_client, pg_url, db_url):
-    if db_url != pg_url:
-        pytest.skip("runs once, on the shared PostgreSQL database")
-    a = await make_client(url=pg_url)
-    b = await make_client(url=pg_url)
+async def test_ceremony_begun_on_one_replica_finishes_on_another(make_pg_client):
+    a = await make_pg_client()
+    b = await make_pg_client()
     key = SoftAuthenticator()
     r = await a.post(f"{API}/registration/passkey/options", json={"username": uniq("replica")})
     created = key.create(r.json()["options"], origin=ORIGIN)
@@ -257,3 +257,18 @@ async def test_ceremony_begun_on_one_replica_finishes_on_another(make_client, pg
                                                                "credential": credential})
     assert_problem(again, 400, "flow_expired")  # finished on a, dead on b
     assert services_of(a).ctx.db is not services_of(b).ctx.db
+
+
+async def test_replicas_racing_with_one_response_issue_one_session(make_pg_client):
+    a = await make_pg_client()
+    b = await make_pg_client()
+    key = SoftAuthenticator()
+    await passkey_signup(a, key)
+    begun = await login_options(a)
+    credential = key.get(begun["options"], origin=ORIGIN)
+    results = await asyncio.gather(login_verify(a, begun["flow_token"], credential),
+                                   login_verify(b, begun["flow_token"], credential))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200, 400], [r.text for r in results]
+    refused = next(r for r in results if r.status_code == 400)
+    assert refused.json()["code"] in {"challenge_expired", "flow_expired"}

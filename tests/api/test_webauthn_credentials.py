@@ -3,9 +3,14 @@ lifetimes, re-registration after expiry, related origins, and the legacy U2F App
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+from authserver.store.models import Phone, TotpSecret
+from authserver.store.models.base import table_of
+from tests.api.test_admin import admin_session
+from tests.conftest import services_of
 from tests.support import softauthn
 from tests.support.api import assert_problem, bearer, login, signup
 from tests.support.softauthn import SoftAuthenticator
@@ -202,3 +207,39 @@ async def test_legacy_u2f_registration_signs_in_through_the_appid_extension(make
                                                                      "credential": credential})
     assert r.status_code == 200, r.text
     assert r.json()["session"]["aal"] == 2
+
+
+async def test_an_admin_removes_a_users_last_key(client):
+    key = SoftAuthenticator()
+    body = await passkey_signup(client, key)
+    account_id, cid = body["account"]["id"], body["credential"]["id"]
+    url = f"{API}/admin/accounts/{account_id}/credentials/webauthn/{cid}"
+    assert_problem(await client.delete(url, headers=bearer(body["session"]["token"])), 403, "forbidden")
+    admin = await admin_session(client)
+    r = await client.delete(url, headers=bearer(admin))
+    assert r.status_code == 204, r.text  # no last_factor for an admin: a compromised key must go
+    assert_problem(await passkey_login(client, key), 401, "credential_revoked")
+    assert_problem(await client.delete(url, headers=bearer(admin)), 404, "not_found")
+    other = await passkey_signup(client, SoftAuthenticator())
+    wrong = f"{API}/admin/accounts/{other['account']['id']}/credentials/webauthn/{cid}"
+    assert_problem(await client.delete(wrong, headers=bearer(admin)), 404, "not_found")
+    [row] = await credential_rows(client, account_id)
+    assert row["revoked_reason"] == "revoked_by_admin"
+
+
+async def test_list_summarises_totp_and_phones(client):
+    body = await passkey_signup(client, SoftAuthenticator())
+    account_id, token = uuid.UUID(body["account"]["id"]), body["session"]["token"]
+    services = services_of(client)
+    now = services.ctx.clock.now()
+    async with services.ctx.db.transaction() as conn:
+        await conn.execute(table_of(TotpSecret).insert().values(
+            account_id=account_id, secret_sealed="v1.k1.x", algorithm="SHA1", digits=6, period=30,
+            last_used_step=-1, created_at=now))
+        await conn.execute(table_of(Phone).insert().values(id=uuid.uuid4(), account_id=account_id,
+                                                           number="+447700900123", verified_at=now, created_at=now))
+    listed = (await client.get(f"{API}/me/credentials", headers=bearer(token))).json()
+    assert listed["totp"]["enrolled"] is True and listed["totp"]["created_at"]
+    [phone] = listed["phones"]
+    assert phone["verified"] is True and phone["phone_masked"].endswith("23")
+    assert "7700900" not in phone["phone_masked"]

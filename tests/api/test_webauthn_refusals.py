@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from authserver.store.repositories import webauthn_credentials as repo
+from authserver.store.repositories.accounts import get_account
 from tests.conftest import services_of
 from tests.support import softauthn
 from tests.support.api import assert_problem, bearer, login, signup, table_counts, uniq
@@ -126,8 +128,6 @@ async def test_credential_of_another_account_is_refused(client):
     assert_problem(await login_verify(client, begun["flow_token"], forged), 401, "unknown_credential")
     # usernameless, Bob's credential claiming Alice's user handle
     async with services_of(client).ctx.db.read() as conn:
-        from authserver.store.repositories.accounts import get_account
-
         alice_row = await get_account(conn, uuid.UUID(alice["id"]))
     begun = await login_options(client)
     forged = bob_key.get(begun["options"], origin=ORIGIN)
@@ -309,3 +309,20 @@ async def test_oversized_body_is_413(client, path):
     r = await client.post(f"{API}{path}", content=json.dumps({"flow_token": "x", "credential": {
         "id": "A" * 70000}}).encode(), headers={"Content-Type": "application/json"})
     assert_problem(r, 413, "payload_too_large")
+
+
+async def test_the_counter_update_itself_refuses_to_go_backwards(client):
+    """The conditional UPDATE is the last line against two copies of a key racing on two
+    replicas: only a counter above the stored one (or zero after zero) is written."""
+    body = await passkey_signup(client, SoftAuthenticator())
+    services = services_of(client)
+    now = services.ctx.clock.now()
+    row_id = uuid.UUID(body["credential"]["id"])
+    async with services.ctx.db.transaction() as conn:
+        assert await repo.record_use(conn, row_id, sign_count=0, backup_state=False, now=now)
+        assert await repo.record_use(conn, row_id, sign_count=5, backup_state=False, now=now)
+        assert not await repo.record_use(conn, row_id, sign_count=5, backup_state=False, now=now)
+        assert not await repo.record_use(conn, row_id, sign_count=3, backup_state=False, now=now)
+        assert not await repo.record_use(conn, row_id, sign_count=0, backup_state=False, now=now)
+    [row] = await credential_rows(client, body["account"]["id"])
+    assert row["sign_count"] == 5

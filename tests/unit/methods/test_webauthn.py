@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +18,7 @@ from authserver.methods.webauthn import (
     relying_party,
 )
 from authserver.methods.webauthn_parse import parse_assertion, parse_registration
+from authserver.methods.webauthn_time import current_time, verification_time
 from tests.support.softauthn import (
     ALG_EDDSA,
     ALG_ES256,
@@ -210,3 +213,21 @@ def test_assurance_of_an_assertion(uv, be, aal, amr):
 ])
 def test_counter_regression(stored, received, regression):
     assert is_counter_regression(stored=stored, received=received) is regression
+
+
+async def test_verification_time_is_per_task_and_restored():
+    past = datetime(2021, 9, 1, tzinfo=UTC)
+
+    async def pinned() -> float:
+        with verification_time(past):
+            await asyncio.sleep(0)
+            return current_time()
+
+    async def unpinned() -> float:
+        await asyncio.sleep(0)
+        return current_time()
+
+    seen_pinned, seen_now = await asyncio.gather(pinned(), unpinned())
+    assert seen_pinned == past.timestamp()
+    assert abs(seen_now - time.time()) < 5
+    assert abs(current_time() - time.time()) < 5
