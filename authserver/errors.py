@@ -17,6 +17,8 @@ class AuthError(Exception):
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Request refused"
+    # Set on an instance whose transaction must commit although it is raised (store/db.py).
+    commit_transaction: bool = False
 
     def __init__(
         self,

@@ -71,6 +71,10 @@ class Settings:
     sms_code_ttl: int = 600
     sms_max_tries: int = 3
     sms_sends_per_hour: int = 5
+    email_code_length: int = 6
+    email_code_ttl: int = 600
+    email_code_max_tries: int = 3
+    new_country_check: bool = True
     recovery_code_count: int = 10
     lockout_threshold: int = 3
     lockout_window: int = 300
@@ -139,6 +143,8 @@ class Settings:
             raise SettingsError("the webhook sender needs AUTHSERVER_WEBHOOK_URL and AUTHSERVER_WEBHOOK_SECRET")
         if not 4 <= self.sms_code_length <= 8:
             raise SettingsError("AUTHSERVER_SMS_CODE_LENGTH must be 4..8")
+        if not 4 <= self.email_code_length <= 8:
+            raise SettingsError("AUTHSERVER_EMAIL_CODE_LENGTH must be 4..8")
         if self.totp_algorithm.upper() not in {"SHA1", "SHA256", "SHA512"}:
             raise SettingsError("AUTHSERVER_TOTP_ALGORITHM must be SHA1, SHA256 or SHA512")
         if self.totp_digits not in {6, 8}:

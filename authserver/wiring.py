@@ -14,6 +14,7 @@ from authserver.flows.login import LoginService
 from authserver.flows.sessions import SessionService
 from authserver.flows.stepup import StepUpService
 from authserver.flows.webauthn import WebAuthnService
+from authserver.methods.email import EmailCodeFactor
 from authserver.methods.recovery import RecoveryCodeFactor
 from authserver.methods.sms import SmsFactor
 from authserver.methods.totp import TotpFactor
@@ -43,5 +44,6 @@ def build_services(settings: Settings, *, clock: Clock | None = None, keyring: K
     login.code_factors.extend(fallbacks)  # X-MFA-Code tries them in this order: totp, recovery_code, sms
     services.extra.update({factor.name: factor for factor in fallbacks})
     services.extra["webauthn"] = WebAuthnService(ctx, sessions=sessions, login=login, stepup=services.stepup)
+    services.extra["email"] = EmailCodeFactor.from_settings(settings)  # risk checks only, never a factor
     return services
 

@@ -1,5 +1,6 @@
 """The second step of a login with a fallback factor (DESIGN §6): TOTP, a recovery code,
-or an SMS code, each completing the flow that ``POST /login/password`` opened."""
+or an SMS code, each completing the flow that ``POST /login/password`` opened; and the email
+code that lets a sign-in from a new country through when there is no second factor to ask."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from authserver.api.schemas import FlowCodeIn, FlowTokenIn, LoginOut, SessionOut
 from authserver.errors import AuthError, CodeReused, InvalidCode
 from authserver.flows.sessions import IssuedSession
 from authserver.methods.base import Proof
+from authserver.methods.email import EmailCodeFactor
 from authserver.methods.recovery import RecoveryCodeFactor
 from authserver.methods.sms import LOGIN_SCOPE, SmsFactor
 from authserver.methods.totp import TotpFactor
@@ -26,6 +28,11 @@ from authserver.wiring import Services
 class RecoveryLoginOut(Struct):
     session: SessionOut
     recovery_codes_left: int
+
+
+class EmailSentOut(Struct):
+    email_masked: str
+    expires_at: datetime
 
 
 class SmsSentOut(Struct):
@@ -42,6 +49,12 @@ def totp_factor(services: Services) -> TotpFactor:
 def sms_factor(services: Services) -> SmsFactor:
     factor = services.extra["sms"]
     assert isinstance(factor, SmsFactor)  # noqa: S101 - wiring registers it
+    return factor
+
+
+def email_factor(services: Services) -> EmailCodeFactor:
+    factor = services.extra["email"]
+    assert isinstance(factor, EmailCodeFactor)  # noqa: S101 - wiring registers it
     return factor
 
 
@@ -130,4 +143,23 @@ class MfaController(Controller):
             return CodeProof(proof=proof)
 
         issued, _ = await finish_with_code(services, client, flow_token=data.flow_token, method="sms", check=check)
+        return with_session(services, client, issued, LoginOut(session=session_out(issued)))
+
+    @post("/email/send", status_code=202,
+          summary="Email a code to confirm a sign-in from a new place (offered only by a risk check)")
+    async def email_send(self, data: FlowTokenIn, services: Services) -> EmailSentOut:
+        ctx = services.ctx
+        async with ctx.db.transaction() as conn:
+            _, account, _ = await services.login.load_mfa_flow(conn, data.flow_token, "email")
+            sent = await email_factor(services).send(ctx, conn, account=account)
+        return EmailSentOut(email_masked=sent.email_masked, expires_at=sent.expires_at)
+
+    @post("/email/verify", status_code=200, summary="Finish a risky sign-in with the emailed code")
+    async def email_verify(self, data: FlowCodeIn, services: Services, client: ClientInfo) -> Response[LoginOut]:
+        factor = email_factor(services)
+
+        async def check(conn: AsyncConnection, account: AccountRow) -> CodeProof:
+            return CodeProof(proof=await factor.verify(services.ctx, conn, account_id=account.id, code=data.code))
+
+        issued, _ = await finish_with_code(services, client, flow_token=data.flow_token, method="email", check=check)
         return with_session(services, client, issued, LoginOut(session=session_out(issued)))

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.context import AppContext
 from authserver.crypto import hash_token, new_token
-from authserver.errors import FlowExpired
+from authserver.errors import FlowExpired, MfaRequired
 from authserver.methods.base import Proof
 from authserver.policy.risk import ClientInfo
 from authserver.store.repositories import flows
@@ -75,6 +75,16 @@ def proofs_to_json(proofs: list[Proof]) -> list[dict[str, Any]]:
 def proofs_from_json(data: list[dict[str, Any]]) -> list[Proof]:
     return [Proof(method=d["method"], amr=frozenset(d["amr"]), aal=int(d["aal"]), factor_class=d["class"])
             for d in data]
+
+
+def mfa_required(flow_token: str, methods: list[str], expires_at: datetime, *,
+                 reason: str | None = None) -> MfaRequired:
+    """The 401 that opens the next step of a login (DESIGN §6)."""
+    extra: dict[str, Any] = {"flow_token": flow_token, "methods": methods, "expires_at": iso(expires_at)}
+    if reason:
+        extra["reason"] = reason
+    return MfaRequired(headers={"WWW-Authenticate": f'MFA realm="authserver", methods="{" ".join(methods)}"'},
+                       extra=extra)
 
 
 def iso(when: datetime) -> str:

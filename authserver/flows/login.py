@@ -25,7 +25,15 @@ from authserver.errors import (
     MethodNotAllowed,
     MfaRequired,
 )
-from authserver.flows.base import create_flow, finish_flow, iso, load_flow, proofs_from_json, proofs_to_json
+from authserver.flows.base import (
+    create_flow,
+    finish_flow,
+    iso,
+    load_flow,
+    mfa_required,
+    proofs_from_json,
+    proofs_to_json,
+)
 from authserver.flows.sessions import IssuedSession, SessionService
 from authserver.flows.signin import issue_session
 from authserver.methods.base import Proof
@@ -58,13 +66,6 @@ def normalize_username(raw: str) -> str:
     import unicodedata
 
     return unicodedata.normalize("NFKC", raw).strip().casefold()
-
-
-def mfa_required(flow_token: str, methods: list[str], expires_at: datetime) -> MfaRequired:
-    return MfaRequired(
-        headers={"WWW-Authenticate": f'MFA realm="authserver", methods="{" ".join(methods)}"'},
-        extra={"flow_token": flow_token, "methods": methods, "expires_at": iso(expires_at)},
-    )
 
 
 class LoginService:

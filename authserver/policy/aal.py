@@ -17,7 +17,8 @@ from authserver.store.repositories.accounts import EnrolledFactors
 
 def combine(proofs: Iterable[Proof]) -> tuple[int, list[str]]:
     """The AAL and the sorted ``amr`` that a set of proofs establishes together."""
-    proofs = list(proofs)
+    # An email code (risk check) is not an authenticator: it adds neither amr nor assurance.
+    proofs = [p for p in proofs if p.factor_class != "email"]
     if not proofs:
         return 0, []
     amr = sorted({value for p in proofs for value in p.amr})

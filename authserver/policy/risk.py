@@ -32,3 +32,9 @@ class ClientInfo:
 
 
 UNKNOWN_CLIENT = ClientInfo(ip=None, user_agent=None, country=None, device_kind="rest", device_secret="unknown")
+
+
+def is_new_country(country: str | None, known: set[str]) -> bool:
+    """A sign-in from a country this account has never used, when we know where it usually
+    is (the first country seen is not "new": there is nothing to compare with)."""
+    return country is not None and bool(known) and country not in known

@@ -38,9 +38,21 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A read-write transaction, committed on success and rolled back on any error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """A read-write transaction, committed on success and rolled back on an error —
+        except an error that carries ``commit_transaction = True``: a refusal that must keep
+        what it wrote (the flow that a 401 ``mfa_required`` hands to the client)."""
+        async with self.engine.connect() as conn:
+            await conn.begin()
+            try:
+                yield conn
+            except BaseException as exc:
+                if getattr(exc, "commit_transaction", False):
+                    await conn.commit()
+                else:
+                    await conn.rollback()
+                raise
+            else:
+                await conn.commit()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,7 +38,9 @@ async def upsert_device(conn: AsyncConnection, *, account_id: uuid.UUID, device_
                              last_country=country)
     stmt = base.on_conflict_do_update(
         index_elements=[_D.c.account_id, _D.c.device_key],
-        set_={"last_seen_at": now, "last_ip": ip, "last_country": country, "user_agent": user_agent},
+        # a request without a country (no trusted proxy said) keeps the one we knew
+        set_={"last_seen_at": now, "last_ip": ip, "user_agent": user_agent,
+              "last_country": func.coalesce(base.excluded.last_country, _D.c.last_country)},
     ).returning(_D.c.id, _D.c.kind, _D.c.user_agent, _D.c.first_seen_at, _D.c.last_seen_at, _D.c.last_ip,
                 _D.c.last_country)
     row = (await conn.execute(stmt)).one()
