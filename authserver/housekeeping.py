@@ -5,10 +5,10 @@ replica; the deletes are idempotent, so running twice is harmless."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
+from authserver.background import BackgroundTask
 from authserver.clock import Clock
 from authserver.store.db import Database
 from authserver.store.repositories import cleanup
@@ -23,7 +23,7 @@ class Housekeeper:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("authserver-housekeeping", self._loop)
 
     async def run_once(self) -> dict[str, int]:
         now = self.clock.now()
@@ -31,15 +31,10 @@ class Housekeeper:
             return await cleanup.delete_dead_rows(conn, now=now, keep_sessions=KEEP_DEAD_SESSIONS)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="authserver-housekeeping")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:

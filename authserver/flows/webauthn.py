@@ -207,6 +207,15 @@ class WebAuthnService:
         except MetadataError as exc:
             log.error("metadata BLOB %s not loaded: %s", path, exc.message)
 
+    async def _email_owner(self, conn: AsyncConnection, account_id: uuid.UUID, *, subject: str,
+                           body: str) -> None:
+        """Tell a credential's owner about it by email, when the account has an address;
+        ``{username}`` in ``body`` becomes the account's name."""
+        account = await accounts.get_account(conn, account_id)
+        if account is not None and account.email:
+            await self.ctx.outbox.enqueue(conn, channel="email", to=account.email, subject=subject,
+                                          body=body.replace("{username}", account.username))
+
     async def startup(self) -> int:
         """Apply the BLOB loaded at construction to existing credentials now rather than at
         the first WebAuthn request (an app's lifespan may call this; both are idempotent)."""
@@ -259,13 +268,10 @@ class WebAuthnService:
                                           now=now, details={"credential_id": str(row.id), "aaguid": row.aaguid,
                                                             "authenticator": name, "reason": reason,
                                                             "metadata_no": store.no})
-                account = await accounts.get_account(conn, row.account_id)
-                if account is not None and account.email:
-                    await self.ctx.outbox.enqueue(
-                        conn, channel="email", to=account.email, subject="Replace one of your security keys",
-                        body=f"The FIDO Alliance reports the authenticator model {name} as {reason}. "
-                             f"Register a new security key or passkey for {account.username} and remove "
-                             f"the old one.")
+                await self._email_owner(
+                    conn, row.account_id, subject="Replace one of your security keys",
+                    body=(f"The FIDO Alliance reports the authenticator model {name} as {reason}. Register a "
+                          "new security key or passkey for {username} and remove the old one."))
         if flagged:
             log.warning("metadata BLOB no. %d marked %d credentials at risk", store.no, len(flagged))
         return len(flagged)
@@ -344,13 +350,10 @@ class WebAuthnService:
                                       ip=client.ip, user_agent=client.user_agent,
                                       details={"credential_id": str(row.id), "stored_sign_count": row.sign_count,
                                                "received_sign_count": verified.sign_count})
-            account = await accounts.get_account(conn, row.account_id)
-            if account is not None and account.email:
-                await self.ctx.outbox.enqueue(
-                    conn, channel="email", to=account.email, subject="A security key of yours may be cloned",
-                    body=f"A sign-in to {account.username} used a security key whose signature counter went "
-                         f"backwards, which happens when a key is copied. The key was blocked; remove it and "
-                         f"register a new one.")
+            await self._email_owner(
+                conn, row.account_id, subject="A security key of yours may be cloned",
+                body=("A sign-in to {username} used a security key whose signature counter went backwards, "
+                      "which happens when a key is copied. The key was blocked; remove it and register a new one."))
         return PossibleClone(log_detail=f"credential {row.id}: counter {verified.sign_count} <= {row.sign_count}")
 
     async def _check_counter(self, row: CredentialRow, verified: VerifiedAssertion, client: ClientInfo) -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from authserver.background import BackgroundTask
 from authserver.clock import Clock
 from authserver.notify.senders import Sender
 from authserver.store.db import Database
@@ -31,7 +32,7 @@ class Outbox:
         self.clock = clock
         self.admin_alert_to = admin_alert_to
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._worker = BackgroundTask("authserver-outbox", self._run)
 
     async def enqueue(self, conn: AsyncConnection, *, channel: str, to: str, subject: str, body: str) -> None:
         await repo.enqueue(conn, channel=channel, to=to, subject=subject, body=body, now=self.clock.now())
@@ -61,15 +62,10 @@ class Outbox:
                 sent += 1
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="authserver-outbox")
+        self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._worker.stop()
 
     async def _run(self) -> None:
         while True:

@@ -183,3 +183,21 @@ async def test_forwarded_for_is_trusted_only_from_configured_proxies(make_client
     devices = (await direct.get("/api/v1/me/devices", headers=bearer(token))).json()["devices"]
     d = next(d for d in devices if d["last_ip"] == "198.51.100.1")
     assert d["last_country"] is None
+
+
+async def test_outbox_worker_delivers_by_itself(client, outbox_file):
+    """The background worker the app starts in its lifespan delivers without drain()."""
+    import asyncio
+
+    outbox = services_of(client).ctx.outbox
+    outbox.start()
+    try:
+        account, _ = await signup(client, email="bg@example.com")
+        assert (await login(client, account["username"], X_Device_Id="new-one")).status_code == 200
+        for _ in range(100):
+            if any(m["to"] == "bg@example.com" for m in read_outbox(outbox_file)):
+                break
+            await asyncio.sleep(0.05)
+        assert any(m["to"] == "bg@example.com" and m["channel"] == "email" for m in read_outbox(outbox_file))
+    finally:
+        await outbox.stop()
