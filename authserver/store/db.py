@@ -8,6 +8,7 @@ Read paths use autocommit so that a session check is one statement, not three.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,10 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+# aiosqlite logs every statement *with its parameters* at DEBUG; those parameters include
+# texted codes on their way to the outbox. Never let it below INFO, whatever the root level.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
 
 class Database:
     """The one handle on storage the rest of the server gets."""
@@ -23,7 +28,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: an error message must never carry a bound value (a hash, a code) into a log
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
             if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:"):
@@ -87,4 +93,4 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def null_pool_engine(url: str) -> AsyncEngine:
     """An engine without pooling, for one-shot work such as migrations in a CLI."""
-    return create_async_engine(url, poolclass=NullPool)
+    return create_async_engine(url, poolclass=NullPool, hide_parameters=True)
