@@ -81,7 +81,8 @@ class KeyRing:
                 raise KeyError_(f"secret key id {k.kid!r} may not be empty or hold '.', ':' or ','")
         self._keys = {k.kid: k for k in keys}
         self.current = keys[0]
-        self._mac_key = hmac.new(self.current.key, b"authserver/mac-key/v1", hashlib.sha256).digest()
+        self._mac_keys = [_derive_mac_key(k) for k in keys]
+        self._mac_key = self._mac_keys[0]
 
     def __repr__(self) -> str:
         return f"KeyRing(kids={list(self._keys)!r})"
@@ -115,6 +116,20 @@ class KeyRing:
     def mac(self, message: bytes) -> bytes:
         """HMAC-SHA256 under a key derived from the current secret: for one-time codes at rest."""
         return hmac.new(self._mac_key, message, hashlib.sha256).digest()
+
+    def macs(self, message: bytes) -> list[bytes]:
+        """``message``'s MAC under every configured key, the current one first.
+
+        A MAC stored before ``rotate-keys`` was made under what is now an older key; checking
+        against all of them keeps codes already sent working through a rotation, just as
+        :meth:`open` still opens values sealed under older keys.
+        """
+        return [hmac.new(key, message, hashlib.sha256).digest() for key in self._mac_keys]
+
+
+def _derive_mac_key(secret: SecretKey) -> bytes:
+    """A MAC key of its own per secret, so MACs and AES-GCM never share key material."""
+    return hmac.new(secret.key, b"authserver/mac-key/v1", hashlib.sha256).digest()
 
 
 def parse_keys(spec: str) -> list[SecretKey]:

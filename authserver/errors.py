@@ -102,11 +102,27 @@ class LastFactor(AuthError):
 
 
 class MfaRequired(AuthError):
-    """A first factor succeeded but policy needs another; the body carries the flow."""
+    """A first factor succeeded but policy needs another; the body carries the flow.
+
+    Every such 401 names the methods still open in ``WWW-Authenticate`` (DESIGN §6), so
+    the header is made here from ``extra["methods"]`` when the raiser did not set one.
+    """
 
     code = "mfa_required"
     status = 401
     title = "A second factor is required"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        headers = dict(kw.pop("headers", None) or {})
+        if not any(name.lower() == "www-authenticate" for name in headers):
+            methods = (kw.get("extra") or {}).get("methods") or []
+            headers["WWW-Authenticate"] = mfa_challenge(methods)
+        super().__init__(detail, headers=headers, **kw)
+
+
+def mfa_challenge(methods: list[str]) -> str:
+    """``WWW-Authenticate: MFA realm="authserver", methods="totp sms ..."`` (DESIGN §6)."""
+    return f'MFA realm="authserver", methods="{" ".join(methods)}"'
 
 
 class StepUpRequired(AuthError):

@@ -1,6 +1,7 @@
 """Background clean-up of rows that can no longer be used: expired flows (with their
-challenges and pending enrolments), spent one-time codes, long-dead sessions. Runs in every
-replica; the deletes are idempotent, so running twice is harmless."""
+challenges and pending enrolments), spent one-time codes, long-dead sessions, outbox
+messages delivered or given up on a week ago. Runs in every replica; the deletes are
+idempotent, so running twice is harmless."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 600
 KEEP_DEAD_SESSIONS = timedelta(days=30)
+KEEP_FINISHED_MESSAGES = timedelta(days=7)
 
 
 class Housekeeper:
@@ -28,7 +30,8 @@ class Housekeeper:
     async def run_once(self) -> dict[str, int]:
         now = self.clock.now()
         async with self.db.transaction() as conn:
-            return await cleanup.delete_dead_rows(conn, now=now, keep_sessions=KEEP_DEAD_SESSIONS)
+            return await cleanup.delete_dead_rows(conn, now=now, keep_sessions=KEEP_DEAD_SESSIONS,
+                                                  keep_messages=KEEP_FINISHED_MESSAGES)
 
     def start(self) -> None:
         self._task.start()

@@ -74,6 +74,7 @@ class Settings:
     email_code_length: int = 6
     email_code_ttl: int = 600
     email_code_max_tries: int = 3
+    email_sends_per_hour: int = 5
     new_country_check: bool = True
     recovery_code_count: int = 10
     lockout_threshold: int = 3

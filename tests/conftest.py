@@ -123,6 +123,10 @@ def settings(db_url: str, outbox_file: Path) -> Settings:
     return make_settings(db_url, outbox_file)
 
 
+def random_loopback() -> str:
+    return f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
+
+
 class AppClient(httpx.AsyncClient):
     """An httpx client bound to one in-process app, in the test's own event loop (so the
     app's database pool and the test share a loop; the outbox worker is not started —
@@ -140,12 +144,15 @@ AppFactory = Callable[..., Awaitable[AppClient]]
 @asynccontextmanager
 async def _client_factory(default_url: str, outbox_file: Path, clock: MovableClock) -> AsyncIterator[AppFactory]:
     opened: list[AppClient] = []
+    # Each test speaks from an address of its own, so per-address attempt counters (kept in
+    # the database the whole run shares) never leak from one test into another.
+    own_peer = random_loopback()
 
-    async def factory(*, clock_: MovableClock | None = None, url: str | None = None, peer: str = "127.0.0.1",
+    async def factory(*, clock_: MovableClock | None = None, url: str | None = None, peer: str | None = None,
                       **overrides: Any) -> AppClient:
         s = make_settings(url or default_url, outbox_file, **overrides)
         services = build_services(s, clock=clock_ or clock)
-        client = AppClient(create_app(s, services=services), peer=peer)
+        client = AppClient(create_app(s, services=services), peer=peer or own_peer)
         opened.append(client)
         return client
 

@@ -10,6 +10,7 @@ from litestar.params import Parameter
 from authserver.api.deps import client_address, mfa_code_header
 from authserver.api.responses import account_out, clear_session_cookie, no_content, session_out, with_session
 from authserver.api.schemas import (
+    NO_NUL,
     DeviceOut,
     DevicesOut,
     EventOut,
@@ -24,6 +25,10 @@ from authserver.flows.sessions import AuthContext
 from authserver.policy.risk import ClientInfo
 from authserver.store.repositories import devices, events
 from authserver.wiring import Services
+
+# ``next_cursor`` of an events page (an event id). list_events_page checks the digits; the
+# pattern keeps NUL from ever reaching a handler, like every free-text parameter.
+EventsCursor = Annotated[str | None, Parameter(max_length=20, pattern=NO_NUL)]
 
 
 class AccountController(Controller):
@@ -46,7 +51,9 @@ class AccountController(Controller):
                               auth: AuthContext) -> PasswordChangedOut:
         await services.stepup.require(auth, scope="change_password", mfa_code=mfa_code_header(request),
                                       ip=client_address(request, services.ctx.settings.trusted_proxies)[0])
-        revoked = await services.accounts.change_password(auth, current=data.current_password, new=data.new_password)
+        revoked = await services.accounts.change_password(
+            auth, current=data.current_password, new=data.new_password,
+            ip=client_address(request, services.ctx.settings.trusted_proxies)[0])
         return PasswordChangedOut(sessions_revoked=revoked)
 
     @delete("/me", status_code=204, summary="Delete the signed-in account and everything it owns")
@@ -66,7 +73,7 @@ class AccountController(Controller):
 
     @get("/me/events", summary="This account's security events, newest first")
     async def my_events(self, services: Services, auth: AuthContext,
-                        cursor: Annotated[str | None, Parameter(max_length=20)] = None,
+                        cursor: EventsCursor = None,
                         limit: Annotated[int, Parameter(ge=1, le=200)] = 50) -> EventsOut:
         return await list_events_page(services, account_id=auth.account.id, type=None, cursor=cursor, limit=limit)
 

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
-from authserver.api.accounts import list_events_page
-from authserver.api.deps import client_address, mfa_code_header
+from authserver.api.accounts import EventsCursor, list_events_page
+from authserver.api.deps import bearer_token, client_address, mfa_code_header
 from authserver.api.responses import account_out
-from authserver.api.schemas import AccountOut, EventsOut, Struct
-from authserver.errors import Forbidden, NotFound
+from authserver.api.schemas import NO_NUL, AccountOut, EventsOut, Struct
+from authserver.errors import Forbidden, NotFound, Unauthorized
 from authserver.flows.sessions import AuthContext
 from authserver.policy.ratelimit import account_key
 from authserver.policy.stepup import step_up_challenge
@@ -32,15 +32,36 @@ class AdminAccountOut(Struct):
 
 
 async def require_admin(request: Request[Any, Any, Any], services: Services, auth: AuthContext) -> None:
+    """Role admin, AAL2+, a fresh second factor (DESIGN §6).
+
+    An AAL1 session may repeat its call with ``X-MFA-Code`` (RFC 9470): the code is
+    verified and folded into the *same* session by the step-up service, and the session is
+    read again, because that service lets a recent sign-in of an account without a second
+    factor through without looking at the code, which leaves the session at AAL1.
+    """
     if auth.account.role != "admin":
         raise Forbidden(log_detail=f"{auth.account.username} is not an admin")
     settings = services.ctx.settings
-    factors = await services.stepup.factors(auth)
+    mfa_code = mfa_code_header(request)
+    ip = client_address(request, settings.trusted_proxies)[0]
     if auth.session.aal < 2:
+        if mfa_code is not None:
+            await services.stepup.require(auth, scope="admin", mfa_code=mfa_code, ip=ip)
+            lifted = await services.sessions.authenticate(bearer_token(request, settings.session_cookie))
+            if lifted.session.id != auth.session.id:
+                raise Unauthorized(log_detail="session changed during an admin step-up")
+            if lifted.session.aal >= 2:
+                return
+        factors = await services.stepup.factors(auth)
         methods = [m for m in ("webauthn", "totp", "sms", "recovery_code") if getattr(factors, m)]
         raise step_up_challenge(window=settings.step_up_window, methods=methods or ["enrol_second_factor"])
-    await services.stepup.require(auth, scope="admin", mfa_code=mfa_code_header(request),
-                                  ip=client_address(request, settings.trusted_proxies)[0])
+    await services.stepup.require(auth, scope="admin", mfa_code=mfa_code, ip=ip)
+
+
+# Free text from the query string goes into a WHERE clause: NUL is a 400 here, because
+# PostgreSQL text cannot hold it (a 500 there).
+SearchText = Annotated[str | None, Parameter(query="query", max_length=128, pattern=NO_NUL)]
+EventType = Annotated[str | None, Parameter(max_length=64, pattern=NO_NUL)]
 
 
 class AdminController(Controller):
@@ -49,10 +70,10 @@ class AdminController(Controller):
 
     @get("/accounts", summary="Find accounts by username or email")
     async def find(self, request: Request[Any, Any, Any], services: Services, auth: AuthContext,
-                   search: Annotated[str | None, Parameter(query="query", max_length=128)] = None) -> AccountsOut:
+                   search: SearchText = None) -> AccountsOut:
         await require_admin(request, services, auth)
         async with services.ctx.db.read() as conn:
-            rows = await accounts.search_accounts(conn, search.replace("\x00", "") if search else None)
+            rows = await accounts.search_accounts(conn, search)
         return AccountsOut(accounts=[account_out(a) for a in rows])
 
     @get("/accounts/{account_id:uuid}", summary="One account with its factors and lock state")
@@ -102,9 +123,9 @@ class AdminController(Controller):
 
     @get("/events", summary="The audit trail, newest first")
     async def audit(self, request: Request[Any, Any, Any], services: Services, auth: AuthContext,
-                    type: Annotated[str | None, Parameter(max_length=64)] = None,
+                    type: EventType = None,
                     account: Annotated[uuid.UUID | None, Parameter()] = None,
-                    cursor: Annotated[str | None, Parameter(max_length=20)] = None,
+                    cursor: EventsCursor = None,
                     limit: Annotated[int, Parameter(ge=1, le=200)] = 50) -> EventsOut:
         await require_admin(request, services, auth)
         return await list_events_page(services, account_id=account, type=type, cursor=cursor, limit=limit)

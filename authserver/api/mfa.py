@@ -130,7 +130,7 @@ class MfaController(Controller):
     async def sms_send(self, data: FlowTokenIn, services: Services) -> SmsSentOut:
         ctx = services.ctx
         async with ctx.db.transaction() as conn:
-            _, account, _ = await services.login.load_mfa_flow(conn, data.flow_token, "sms")
+            _, account, _ = await services.login.load_mfa_flow(conn, data.flow_token, "sms", attempt=False)
             sent = await sms_factor(services).send(ctx, conn, account=account, scope=LOGIN_SCOPE)
         return SmsSentOut(phone_masked=sent.phone_masked, expires_at=sent.expires_at)
 
@@ -150,7 +150,7 @@ class MfaController(Controller):
     async def email_send(self, data: FlowTokenIn, services: Services) -> EmailSentOut:
         ctx = services.ctx
         async with ctx.db.transaction() as conn:
-            _, account, _ = await services.login.load_mfa_flow(conn, data.flow_token, "email")
+            _, account, _ = await services.login.load_mfa_flow(conn, data.flow_token, "email", attempt=False)
             sent = await email_factor(services).send(ctx, conn, account=account)
         return EmailSentOut(email_masked=sent.email_masked, expires_at=sent.expires_at)
 

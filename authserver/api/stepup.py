@@ -59,15 +59,17 @@ async def step_up_with(services: Services, request: Request[Any, Any, Any], auth
     account is refused before any code is looked at.
     """
     ctx = services.ctx
-    async with ctx.db.read() as conn:
-        await ctx.regulator.check(conn, [account_key(auth.account.username)], ctx.clock.now())
     failure: AuthError | None = None
+    lock_key = account_key(auth.account.username)
     async with ctx.db.transaction() as conn:
+        # counted before the code is looked at; a wrong code still commits the count
+        await ctx.regulator.reserve(conn, [lock_key], ctx.clock.now())
         try:
             proof = await check(conn)
         except (InvalidCode, CodeReused) as exc:
             failure = exc
         else:
+            await ctx.regulator.release(conn, account_keys=[lock_key], other_keys=[])
             await services.stepup.record(conn, auth, proof)
     if failure is not None:
         await services.stepup.record_failure(auth, client_address(request, ctx.settings.trusted_proxies)[0])

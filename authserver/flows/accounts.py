@@ -12,8 +12,9 @@ from authserver.flows.login import normalize_username
 from authserver.flows.sessions import AuthContext, IssuedSession, SessionService
 from authserver.flows.signin import issue_session
 from authserver.methods.password import PASSWORD_PROOF
+from authserver.policy.ratelimit import account_key, ip_key
 from authserver.policy.risk import ClientInfo
-from authserver.store.repositories import accounts, events, sessions
+from authserver.store.repositories import accounts, events, flows, sessions
 from authserver.store.repositories.accounts import AccountRow
 
 _USERNAME = re.compile(r"^[\w][\w.@+-]{0,63}$")
@@ -74,22 +75,35 @@ class AccountService:
                                              new_device_is_news=False)
         return account, issued
 
-    async def change_password(self, auth: AuthContext, *, current: str | None, new: str) -> int:
+    async def change_password(self, auth: AuthContext, *, current: str | None, new: str,
+                              ip: str | None = None) -> int:
         """Returns how many other sessions were revoked (all of them: a changed password
         must end whatever an attacker who knew the old one had opened)."""
         ctx = self.ctx
         account = auth.account
+        lock_keys = [account_key(account.username), ip_key(ip)]
         if account.password_hash is not None:
             # A passkey-only account sets its first password on the strength of step-up alone.
+            # Guesses at the current password are regulated like any other password check.
+            async with ctx.db.transaction() as conn:
+                await ctx.regulator.reserve(conn, lock_keys, ctx.clock.now())
             check = await asyncio.to_thread(ctx.passwords.verify, account.password_hash, current or "")
             if not check.ok:
+                now = ctx.clock.now()
+                async with ctx.db.transaction() as conn:
+                    await ctx.regulator.record_failure(conn, lock_keys, now)
+                    await events.insert_event(conn, type="password_change_failed", account_id=account.id, now=now,
+                                              ip=ip)
                 raise InvalidCredentials(log_detail="wrong current password on change")
         ctx.passwords.validate_new(new, username=account.username)
         new_hash = await asyncio.to_thread(ctx.passwords.hash, new)
         now = ctx.clock.now()
         async with ctx.db.transaction() as conn:
             await accounts.set_password_hash(conn, account.id, new_hash, now)
+            await ctx.regulator.release(conn, account_keys=lock_keys[:1], other_keys=lock_keys[1:])
             revoked = await sessions.revoke_all(conn, account.id, now, except_id=auth.session.id)
+            # a login begun with the old password must not finish after the change
+            await flows.end_pending_for_account(conn, account.id)
             await events.insert_event(conn, type="password_changed", account_id=account.id, now=now,
                                       details={"sessions_revoked": revoked})
             if account.email:

@@ -41,7 +41,7 @@ from authserver.methods.password import PASSWORD_PROOF
 from authserver.policy.aal import combine, required_login_aal, second_factor_methods
 from authserver.policy.ratelimit import account_key, ip_key
 from authserver.policy.risk import ClientInfo
-from authserver.store.repositories import accounts, events, lockouts
+from authserver.store.repositories import accounts, events
 from authserver.store.repositories.accounts import AccountRow, EnrolledFactors
 from authserver.store.repositories.flows import FlowRow
 
@@ -80,17 +80,17 @@ class LoginService:
         username = normalize_username(username)
         now = ctx.clock.now()
         user_lock, addr_lock = account_key(username), ip_key(client.ip)
+        # Count the attempt before looking at the password (and whether the user exists):
+        # a burst of parallel guesses is cut at the limit, and an unknown name locks like a known one.
+        async with ctx.db.transaction() as conn:
+            await ctx.regulator.reserve(conn, [user_lock, addr_lock], now)
         async with ctx.db.read() as conn:
-            found = await accounts.get_for_login(conn, username, lockout_key=user_lock, now=now)
-            if found is None:
-                await ctx.regulator.check(conn, [addr_lock], now)
-        if found is not None:
-            ctx.regulator.raise_if_locked(found[2], now)
+            found = await accounts.get_for_login(conn, username, now=now)
         check = await asyncio.to_thread(ctx.passwords.verify, found[0].password_hash if found else None, password)
         if found is None or not check.ok:
             await self._record_failure(found[0] if found else None, username, client, "password")
             raise InvalidCredentials(log_detail=f"password login failed for {username!r}")
-        account, factors, locked_until = found
+        account, factors = found
         if account.status != "active":
             raise AccountDisabled()
         proofs = [PASSWORD_PROOF]
@@ -100,11 +100,13 @@ class LoginService:
             if check.new_hash:
                 await accounts.set_password_hash(conn, account.id, check.new_hash, now, changed=False)
             if not needs_mfa:
-                if locked_until is not None:
-                    await lockouts.clear(conn, [user_lock])
+                await ctx.regulator.release(conn, account_keys=[user_lock], other_keys=[addr_lock])
                 return await issue_session(ctx, self.sessions, conn, account=account, proofs=proofs,
                                            client=client, auth_time=now)
             if mfa_code is None:
+                # the password was right: give its attempt back, but keep earlier failures
+                # counted — the account is reset only when the whole login succeeds
+                await ctx.regulator.release(conn, account_keys=[], other_keys=[user_lock, addr_lock])
                 challenge = await self._start_mfa(conn, account, factors, proofs, client, auth_time=now)
         if challenge is not None:
             raise challenge
@@ -115,7 +117,7 @@ class LoginService:
             await self._record_failure(account, username, client, "mfa_header")
             raise
         async with ctx.db.transaction() as conn:
-            await lockouts.clear(conn, [user_lock])
+            await ctx.regulator.release(conn, account_keys=[user_lock], other_keys=[addr_lock])
             return await issue_session(ctx, self.sessions, conn, account=account, proofs=[*proofs, second],
                                        client=client, auth_time=now)
 
@@ -160,8 +162,11 @@ class LoginService:
         return await self._start_mfa(conn, account, factors, proofs, client, auth_time=auth_time,
                                      exclude=exclude)
 
-    async def load_mfa_flow(self, conn: AsyncConnection, flow_token: str,
-                            method: str) -> tuple[FlowRow, AccountRow, EnrolledFactors]:
+    async def load_mfa_flow(self, conn: AsyncConnection, flow_token: str, method: str, *,
+                            attempt: bool = True) -> tuple[FlowRow, AccountRow, EnrolledFactors]:
+        """The pending login flow, its account and factors. ``attempt`` says the caller is
+        about to check a code, which counts against the account (a *send* is not a guess:
+        it only has to respect an existing lock)."""
         flow = await load_flow(self.ctx, conn, flow_token, kinds=(LOGIN_FLOW,))
         if flow.state != MFA_PENDING or method not in flow.methods or flow.account_id is None:
             raise MethodNotAllowed(log_detail=f"{method} not open in flow {flow.id}")
@@ -170,13 +175,19 @@ class LoginService:
             raise AuthError(log_detail="flow account vanished")
         account, factors = found
         if method != "webauthn":  # an assertion cannot be guessed, so it is never locked out
-            await self.ctx.regulator.check(conn, [account_key(account.username)], self.ctx.clock.now())
+            keys, now = [account_key(account.username)], self.ctx.clock.now()
+            if attempt:
+                # counted in the caller's transaction, which commits even when the code is wrong;
+                # on PostgreSQL the row lock makes parallel guesses on one account wait their turn
+                await self.ctx.regulator.reserve(conn, keys, now)
+            else:
+                await self.ctx.regulator.check(conn, keys, now)
         return flow, account, factors
 
     async def finish_mfa(self, conn: AsyncConnection, flow: FlowRow, account: AccountRow, proof: Proof,
                          client: ClientInfo) -> IssuedSession:
         await finish_flow(conn, flow)
-        await lockouts.clear(conn, [account_key(account.username)])
+        await self.ctx.regulator.release(conn, account_keys=[account_key(account.username)], other_keys=[])
         proofs = [*proofs_from_json(flow.data.get("proofs", [])), proof]
         if account.status != "active":
             raise AccountDisabled()
@@ -190,7 +201,7 @@ class LoginService:
                               method: str) -> None:
         ctx = self.ctx
         now = ctx.clock.now()
-        keys = [ip_key(client.ip)] + ([account_key(username)] if account is not None else [])
+        keys = [ip_key(client.ip), account_key(username)]
         async with ctx.db.transaction() as conn:
             locked = await ctx.regulator.record_failure(conn, keys, now)
             if account is not None:

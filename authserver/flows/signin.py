@@ -77,7 +77,8 @@ async def issue_session(ctx: AppContext, sessions: SessionService, conn: AsyncCo
     aal, amr = combine(proofs)
     now = ctx.clock.now()
     device = await remember_device(ctx, conn, account, client, notify_if_new=new_device_is_news)
-    mfa = len({p.method for p in proofs}) >= 2 or aal >= 2
+    # an email code (risk check) is not an authenticator: it never makes a sign-in "fresh"
+    mfa = len({p.method for p in proofs if p.factor_class != "email"}) >= 2 or aal >= 2
     issued = await sessions.issue(conn, account=account, aal=aal, amr=amr, auth_time=auth_time,
                                   last_mfa_at=now if mfa else None, device_id=device.id, ip=client.ip,
                                   user_agent=client.user_agent)

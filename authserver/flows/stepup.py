@@ -15,6 +15,7 @@ from authserver.errors import AuthError, CodeReused, InvalidCode
 from authserver.flows.login import LoginService
 from authserver.flows.sessions import AuthContext
 from authserver.methods.base import Proof
+from authserver.policy.aal import after_step_up
 from authserver.policy.ratelimit import account_key, ip_key
 from authserver.policy.stepup import require_fresh
 from authserver.store.repositories import accounts, events, sessions
@@ -47,14 +48,16 @@ class StepUpService:
         except AuthError:
             if mfa_code is None:
                 raise
-        async with ctx.db.read() as conn:
-            await ctx.regulator.check(conn, [account_key(auth.account.username)], now)
+        keys = [account_key(auth.account.username), ip_key(ip)]
+        async with ctx.db.transaction() as conn:
+            await ctx.regulator.reserve(conn, keys, now)  # counted before the code is looked at
         try:
             proof = await self.login.verify_header_code(auth.account, factors, mfa_code, scope=scope)
         except (InvalidCode, CodeReused):
             await self.record_failure(auth, ip)
             raise
         async with ctx.db.transaction() as conn:
+            await ctx.regulator.release(conn, account_keys=keys[:1], other_keys=keys[1:])
             await self.record(conn, auth, proof)
         return factors
 
@@ -62,9 +65,7 @@ class StepUpService:
         """Fold a fresh proof into the session: ``last_mfa_at`` = now; AAL only ever rises."""
         now = self.ctx.clock.now()
         s = auth.session
-        # The session already proves one factor; a step-up proof is always a second one.
-        aal = max(s.aal, proof.aal, 2)
-        amr = sorted(set(s.amr) | set(proof.amr))
+        aal, amr = after_step_up(s.aal, list(s.amr), proof)
         await sessions.record_step_up(conn, s.id, aal=aal, amr=amr, now=now)
         await events.insert_event(conn, type="step_up", account_id=auth.account.id, now=now,
                                   details={"method": proof.method, "session_id": str(s.id), "aal": aal})

@@ -68,7 +68,7 @@ from authserver.methods.webauthn import (
 )
 from authserver.methods.webauthn_attestation import AttestationPolicy, AttestationVerdict, authenticator_info
 from authserver.methods.webauthn_parse import AssertionResponse, parse_assertion, parse_registration
-from authserver.policy.aal import required_login_aal, second_factor_methods
+from authserver.policy.aal import after_step_up, required_login_aal, second_factor_methods
 from authserver.policy.risk import ClientInfo
 from authserver.settings import Settings
 from authserver.store.repositories import accounts, events, flows
@@ -521,7 +521,10 @@ class WebAuthnService:
             if proof.aal >= required_login_aal(factors):
                 return await issue_session(self.ctx, self.sessions, conn, account=account, proofs=[proof],
                                            client=client, auth_time=now)
-            if [m for m in second_factor_methods(factors) if m != "webauthn"]:
+            # An account with a password must give it: a key without user verification plus
+            # another "something you have" (a printed recovery code, a phone) is not what
+            # DESIGN §4 means by two factors for an account that knows a secret.
+            if not factors.password and [m for m in second_factor_methods(factors) if m != "webauthn"]:
                 pending.append(await self.login.start_mfa(conn, account, factors, [proof], client, auth_time=now,
                                                           exclude=("webauthn",)))
             return None
@@ -531,11 +534,12 @@ class WebAuthnService:
             return issued
         if pending:
             raise pending[0]
-        # Password + a key without user verification and nothing else: the key is this
-        # account's second factor, so the password must come first.
+        # A password account and a key without user verification: the key is the second
+        # factor, so the password must come first (POST /login/password, then this key).
         raise MfaRequired("Sign in with your password; your security key is the second step",
+                          headers={"WWW-Authenticate": 'MFA realm="authserver", methods="password"'},
                           extra={"methods": ["password"]},
-                          log_detail="assertion without UV and no other second factor than WebAuthn")
+                          log_detail="assertion without UV on an account that has a password")
 
     # ---- WebAuthn as the second step of a password login ------------------------------
 
@@ -598,9 +602,8 @@ class WebAuthnService:
             await self.stepup.record(conn, auth, proof)
 
         await self._use(row, verified, client, "step_up", then)
-        s = auth.session
-        return StepUpResult(aal=max(s.aal, proof.aal, 2), amr=sorted(set(s.amr) | set(proof.amr)),
-                            last_mfa_at=self.ctx.clock.now())
+        aal, amr = after_step_up(auth.session.aal, list(auth.session.amr), proof)
+        return StepUpResult(aal=aal, amr=amr, last_mfa_at=self.ctx.clock.now())
 
     # ---- adding a credential while signed in ------------------------------------------
 

@@ -5,6 +5,7 @@ The rules of DESIGN §5, whatever the channel:
 * a code is N random decimal digits from :mod:`secrets` (4–8, default 6);
 * only an HMAC of it is stored (``KeyRing.mac``), bound to the account, channel, scope and
   destination, so a database reader learns nothing and a code cannot be moved between them;
+  it is checked under every configured key, so ``rotate-keys`` does not kill codes in flight;
 * it lives 10 minutes and allows 3 tries; a wrong try is counted on the code itself;
 * sending a new code ends the previous live one for the same account, channel and scope;
 * it is bound to a *scope* (``login``, ``enroll_phone`` or a sensitive action's name): a
@@ -79,10 +80,18 @@ class OneTimeCodes:
         """Uniform over all ``length``-digit strings (leading zeros included)."""
         return str(secrets.randbelow(10 ** self.length)).zfill(self.length)
 
+    def _message(self, *, account_id: uuid.UUID, scope: str, destination: str, code: str) -> bytes:
+        return "\0".join(("otp/v1", self.channel, str(account_id), scope, destination, code)).encode("utf-8")
+
     def mac(self, keyring: KeyRing, *, account_id: uuid.UUID, scope: str, destination: str, code: str) -> bytes:
         """The stored form: an HMAC that binds the code to everything it was sent for."""
-        message = "\0".join(("otp/v1", self.channel, str(account_id), scope, destination, code))
-        return keyring.mac(message.encode("utf-8"))
+        return keyring.mac(self._message(account_id=account_id, scope=scope, destination=destination, code=code))
+
+    def candidate_macs(self, keyring: KeyRing, *, account_id: uuid.UUID, scope: str, destination: str,
+                       code: str) -> list[bytes]:
+        """The stored form under every configured key: a code sent just before
+        ``rotate-keys`` was stored under the key that is now an older one."""
+        return keyring.macs(self._message(account_id=account_id, scope=scope, destination=destination, code=code))
 
     async def issue(self, ctx: AppContext, conn: AsyncConnection, *, account_id: uuid.UUID, destination: str,
                     scope: str) -> IssuedCode:
@@ -119,8 +128,11 @@ class OneTimeCodes:
         row = await otp_codes.latest_code(conn, account_id=account_id, channel=self.channel, scope=scope)
         if row is None:
             raise InvalidCode(log_detail=f"no {self.channel} code was sent for scope {scope!r}")
-        expected = self.mac(ctx.keyring, account_id=account_id, scope=scope, destination=row.destination, code=code)
-        matches = constant_time_equals(expected, row.code_mac)
+        candidates = self.candidate_macs(ctx.keyring, account_id=account_id, scope=scope,
+                                         destination=row.destination, code=code)
+        # every candidate is compared (a list, not a short-circuiting generator), so the time
+        # taken does not tell which key matched
+        matches = any([constant_time_equals(expected, row.code_mac) for expected in candidates])
         if destination is not None and not constant_time_equals(destination, row.destination):
             matches = False
         if row.used_at is not None:

@@ -24,7 +24,7 @@ from authserver.errors import Conflict, LastFactor, NotEnrolled, NotFound, RateL
 from authserver.methods.base import Proof
 from authserver.methods.codes import IssuedCode, OneTimeCodes, looks_like_code
 from authserver.settings import Settings
-from authserver.store.repositories import events, otp_codes, phones
+from authserver.store.repositories import accounts, events, otp_codes, phones
 from authserver.store.repositories.accounts import AccountRow, EnrolledFactors
 from authserver.store.repositories.phones import PhoneRow
 
@@ -113,7 +113,13 @@ class SmsFactor:
 
     async def send(self, ctx: AppContext, conn: AsyncConnection, *, account: AccountRow, scope: str,
                    number: str | None = None) -> SentSms:
-        """Send a code for ``scope`` to ``number`` (default: the account's first verified phone)."""
+        """Send a code for ``scope`` to ``number`` (default: the account's first verified phone).
+
+        The account's row is locked first: the limit is a count of earlier sends followed by
+        an insert, and parallel requests that all counted before any inserted would each get
+        a text past the limit.
+        """
+        await accounts.lock_account(conn, account.id)
         if number is None:
             phone = await phones.first_verified(conn, account.id)
             if phone is None:
@@ -154,8 +160,13 @@ class SmsFactor:
 
     async def add_phone(self, ctx: AppContext, conn: AsyncConnection, *, account: AccountRow,
                         raw_number: str) -> tuple[PhoneRow, SentSms]:
-        """Remember an unverified number and send it a code (scope ``enroll_phone``)."""
+        """Remember an unverified number and send it a code (scope ``enroll_phone``).
+
+        Locked on the account like :meth:`send`, so a second request for the same number
+        waits and then finds the first one's row instead of inserting it again.
+        """
         number = normalize_phone(raw_number)
+        await accounts.lock_account(conn, account.id)
         phone = await phones.get_by_number(conn, account.id, number)
         if phone is not None and phone.verified_at is not None:
             raise Conflict("this phone number is already verified", log_detail="phone already verified")

@@ -1,5 +1,7 @@
 """The outbox: messages are written in the same transaction as the change they report, then
 delivered by a background worker (at least once, with backoff; abandoned after 8 tries).
+A delivered message keeps its subject but loses its body, which may hold a code;
+housekeeping deletes delivered and abandoned messages after a week.
 
 ``drain()`` delivers everything due right now; tests and the CLI call it directly.
 """

@@ -39,3 +39,16 @@ def second_factor_methods(factors: EnrolledFactors) -> list[str]:
     """Methods a login flow may still ask for after the first step, in preference order."""
     order = ("webauthn", "totp", "sms", "recovery_code")
     return [name for name in order if getattr(factors, name)]
+
+
+def after_step_up(session_aal: int, session_amr: list[str], proof: Proof) -> tuple[int, list[str]]:
+    """The AAL and ``amr`` of a session once a step-up proof is folded in.
+
+    The AAL only ever rises. It rises to 2 when the proof is a *different* authenticator
+    from those that made the session (an ``amr`` value it did not have); the same security
+    key asserted twice is still one factor. A proof that is AAL2/3 by itself (a verified
+    passkey) brings its own level.
+    """
+    new_values = set(proof.amr) - set(session_amr) - {"user"}
+    aal = max(session_aal, proof.aal, 2 if new_values and session_amr else session_aal)
+    return aal, sorted(set(session_amr) | set(proof.amr))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from authserver.policy.risk import UNKNOWN_CLIENT
 from tests.api.test_login import enrol_second_factor_row
 from tests.conftest import services_of
-from tests.support.api import PASSWORD, assert_problem, bearer, login, signup, uniq
+from tests.support.api import PASSWORD, assert_problem, bearer, login, signup, table_counts, uniq
+from tests.support.factors import enrol_totp, totp_code
 
 
 async def admin_session(client, *, aal: int = 2, fresh: bool = True) -> str:
@@ -23,6 +26,21 @@ async def admin_session(client, *, aal: int = 2, fresh: bool = True) -> str:
                                                last_mfa_at=now if fresh else None, device_id=None, ip=None,
                                                user_agent=None)
     return issued.token
+
+
+async def stale_admin_with_totp(client, clock) -> tuple[str, str]:
+    """An admin with an authenticator app enrolled through the API, holding an AAL1 session
+    that never passed a second factor; returns (that session's token, the TOTP secret)."""
+    services = services_of(client)
+    account, signed_up = await services.accounts.signup(username=uniq("admin"), display_name=None, email=None,
+                                                        password=PASSWORD, client=UNKNOWN_CLIENT, role="admin")
+    assert signed_up is not None
+    secret = await enrol_totp(client, signed_up.token, clock)
+    async with services.ctx.db.transaction() as conn:
+        issued = await services.sessions.issue(conn, account=account, aal=1, amr=["pwd"],
+                                               auth_time=services.ctx.clock.now(), last_mfa_at=None, device_id=None,
+                                               ip=None, user_agent=None)
+    return issued.token, secret
 
 
 async def test_non_admins_are_forbidden(client):
@@ -79,3 +97,50 @@ async def test_event_paging(client):
                                                             "cursor": page["next_cursor"]},
                             headers=bearer(token))).json()
     assert nxt["events"][0]["id"] < page["events"][0]["id"]
+
+
+async def test_aal1_admin_repeats_the_request_with_x_mfa_code(client, clock):
+    """RFC 9470: after step_up_required the client repeats the same call with X-MFA-Code;
+    the code lifts the same session to AAL2 (no new token)."""
+    token, secret = await stale_admin_with_totp(client, clock)
+    r = await client.get("/api/v1/admin/accounts", headers=bearer(token))
+    assert assert_problem(r, 401, "step_up_required")["methods"] == ["totp"]
+    r = await client.get("/api/v1/admin/accounts",
+                         headers={**bearer(token), "X-MFA-Code": totp_code(secret, clock.now())})
+    assert r.status_code == 200, r.text
+    me = (await client.get("/api/v1/session", headers=bearer(token))).json()
+    assert me["aal"] == 2 and "otp" in me["amr"] and me["last_mfa_at"] is not None
+    assert (await client.get("/api/v1/admin/events", headers=bearer(token))).status_code == 200
+
+
+async def test_aal1_admin_with_a_wrong_or_hostile_x_mfa_code_is_refused(client, clock):
+    token, secret = await stale_admin_with_totp(client, clock)
+    wrong = str((int(totp_code(secret, clock.now())) + 1) % 10**6).zfill(6)
+    for code in [wrong, "12\x003456", "\x00" * 6]:
+        r = await client.get("/api/v1/admin/accounts", headers={**bearer(token), "X-MFA-Code": code})
+        assert_problem(r, 401, "invalid_code")
+    assert (await client.get("/api/v1/session", headers=bearer(token))).json()["aal"] == 1
+
+
+async def test_aal1_admin_without_a_second_factor_is_not_lifted_by_x_mfa_code(client):
+    """A recent sign-in is "fresh" for an account with no second factor, so the step-up
+    passes without looking at the code: the session must still be refused (AAL1)."""
+    services = services_of(client)
+    _, issued = await services.accounts.signup(username=uniq("admin"), display_name=None, email=None,
+                                               password=PASSWORD, client=UNKNOWN_CLIENT, role="admin")
+    assert issued is not None
+    r = await client.get("/api/v1/admin/accounts", headers={**bearer(issued.token), "X-MFA-Code": "123456"})
+    assert assert_problem(r, 401, "step_up_required")["methods"] == ["enrol_second_factor"]
+    assert (await client.get("/api/v1/session", headers=bearer(issued.token))).json()["aal"] == 1
+
+
+@pytest.mark.parametrize(("path", "param"), [("/api/v1/admin/events", "type"), ("/api/v1/admin/events", "cursor"),
+                                             ("/api/v1/admin/accounts", "query")])
+async def test_free_text_parameters_refuse_nul(client, path, param):
+    """PostgreSQL text cannot hold NUL: it must be a 400, never reach the database (a 500)."""
+    token = await admin_session(client)
+    before = await table_counts(services_of(client).ctx.db.engine)
+    for value in ["\x00", "login\x00", "\x00x"]:
+        assert_problem(await client.get(path, params={param: value}, headers=bearer(token)), 400,
+                       "validation_error")
+    assert await table_counts(services_of(client).ctx.db.engine) == before

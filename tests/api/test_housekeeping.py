@@ -1,4 +1,4 @@
-"""Dead rows are cleaned up: expired flows, long-dead sessions."""
+"""Dead rows are cleaned up: expired flows, long-dead sessions, old finished outbox messages."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import uuid
 from sqlalchemy import func, select
 
 from authserver.housekeeping import Housekeeper
-from authserver.store.models import Flow, Session
+from authserver.store.models import Flow, OutboxMessage, Session
+from authserver.store.repositories import outbox
 from tests.api.test_login import enrol_second_factor_row
 from tests.conftest import services_of
-from tests.support.api import login, signup
+from tests.support.api import login, signup, uniq
 
 
 async def test_expired_flows_and_old_sessions_are_removed(client, clock):
@@ -41,3 +42,35 @@ async def test_expired_flows_and_old_sessions_are_removed(client, clock):
     clock.advance(days=31)
     await keeper.run_once()
     assert await counts() == (0, 0)
+
+
+async def test_finished_outbox_messages_go_after_a_week(client, clock):
+    """Sent and abandoned messages are kept seven days, then deleted; one still queued stays
+    whatever its age (it has not been delivered yet)."""
+    services = services_of(client)
+    db = services.ctx.db
+    sent_to, abandoned_to, queued_to = (f"{uniq(kind)}@example.com" for kind in ("sent", "abandoned", "queued"))
+    async with db.transaction() as conn:
+        await outbox.enqueue(conn, channel="email", to=sent_to, subject="s", body="123456", now=clock.now())
+    await services.ctx.outbox.drain()
+    async with db.transaction() as conn:
+        abandoned = await outbox.enqueue(conn, channel="email", to=abandoned_to, subject="s", body="1", now=clock.now())
+        await outbox.mark_failed(conn, abandoned, error="SMTPException", retry_at=None)
+        await outbox.enqueue(conn, channel="email", to=queued_to, subject="s", body="1", now=clock.now())
+    keeper = Housekeeper(db, clock)
+
+    async def statuses() -> dict[str, str]:
+        async with db.read() as conn:
+            rows = await conn.execute(select(OutboxMessage.to, OutboxMessage.status)
+                                      .where(OutboxMessage.to.in_((sent_to, abandoned_to, queued_to))))
+            return {r.to: r.status for r in rows}
+
+    assert await statuses() == {sent_to: "sent", abandoned_to: "abandoned", queued_to: "queued"}
+    clock.advance(days=6)
+    await keeper.run_once()
+    assert len(await statuses()) == 3
+    clock.advance(days=1, seconds=1)
+    removed = await keeper.run_once()
+    assert removed["outbox"] >= 2
+    assert await statuses() == {queued_to: "queued"}
+    await services.ctx.outbox.drain()  # leave nothing queued for the tests that share this database

@@ -4,8 +4,13 @@ the AAL."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 
+from authserver.errors import RateLimited
+from authserver.methods.email import EmailCodeFactor
+from authserver.store.repositories import accounts
 from tests.conftest import services_of
 from tests.support.api import assert_problem, bearer, login, read_outbox, signup, uniq
 from tests.support.factors import enrol_totp, totp_code
@@ -113,3 +118,63 @@ async def test_risk_check_can_be_switched_off(make_client):
     account, _ = await signup(client, email="off@example.com")
     assert (await login(client, account["username"], **from_country("DE"))).status_code == 200
     assert (await login(client, account["username"], **from_country("FR"))).status_code == 200
+
+
+async def test_email_codes_are_limited_per_account(make_client, outbox_file, clock):
+    """Whoever has the password can ask for code after code; the owner's mailbox is capped
+    at ``email_sends_per_hour`` a hour. (The sign-in regulator is set out of the way.)"""
+    client = await make_client(lockout_threshold=100, ip_failure_limit=1000, **PROXY)
+    limit = services_of(client).ctx.settings.email_sends_per_hour
+    address = f"{uniq('mailcap')}@example.com"
+    account, _ = await signup(client, email=address)
+    assert (await login(client, account["username"], **from_country("DE"))).status_code == 200
+    fr = {"X-Country-Code": "FR", "X-Forwarded-For": "203.0.113.10", "X-Device-Id": "laptop"}
+
+    async def new_country_flow() -> str:
+        body = assert_problem(await login(client, account["username"], **from_country("FR")), 401, "mfa_required")
+        assert body["methods"] == ["email"]
+        return str(body["flow_token"])
+
+    flow = await new_country_flow()
+    for _ in range(limit):
+        r = await client.post(f"{API}/login/mfa/email/send", json={"flow_token": flow}, headers=fr)
+        assert r.status_code == 202, r.text
+    r = await client.post(f"{API}/login/mfa/email/send", json={"flow_token": flow}, headers=fr)
+    body = assert_problem(r, 429, "rate_limited")
+    assert int(r.headers["retry-after"]) == body["retry_after"] == 3600
+    await services_of(client).ctx.outbox.drain()
+    mails = [m for m in read_outbox(outbox_file) if m["to"] == address and m["subject"] == "Your sign-in code"]
+    assert len(mails) == limit
+
+    clock.advance(3601)
+    flow = await new_country_flow()
+    r = await client.post(f"{API}/login/mfa/email/send", json={"flow_token": flow}, headers=fr)
+    assert r.status_code == 202, r.text
+
+
+async def test_parallel_email_sends_cannot_beat_the_limit_on_postgresql(make_pg_client, outbox_file):
+    """Twenty sends at once, straight through the factor: the limit is a count followed by
+    an insert, which only holds when sends for one account run one at a time."""
+    client = await make_pg_client(database_pool_size=25)
+    services = services_of(client)
+    factor = EmailCodeFactor.from_settings(services.ctx.settings)
+    address = f"{uniq('mailrace')}@example.com"
+    account, _ = await signup(client, email=address)
+    async with services.ctx.db.read() as conn:
+        row = await accounts.get_account(conn, uuid.UUID(account["id"]))
+    assert row is not None
+
+    async def send_once() -> str:
+        try:
+            async with services.ctx.db.transaction() as conn:
+                await factor.send(services.ctx, conn, account=row)
+        except RateLimited as exc:
+            return exc.code
+        return "sent"
+
+    outcomes = await asyncio.gather(*(send_once() for _ in range(20)))
+    assert outcomes.count("sent") == factor.sends_per_hour, outcomes
+    assert set(outcomes) == {"sent", "rate_limited"}
+    await services.ctx.outbox.drain()
+    mails = [m for m in read_outbox(outbox_file) if m["to"] == address and m["subject"] == "Your sign-in code"]
+    assert len(mails) == factor.sends_per_hour

@@ -119,7 +119,9 @@ async def test_admin_session_may_introspect(client):
 
 
 async def test_hot_paths_issue_few_statements(client):
-    """GET /session is one indexed lookup; POST /login/password reads once and writes the
+    """GET /session is one indexed lookup. POST /login/password counts the attempt first
+    (one upsert per key: account and address, committed before the password is checked),
+    reads the account once, then in one transaction gives the attempt back and writes the
     device, the session and the audit event."""
     account, token = await signup(client)
     with count_statements(client) as seen:
@@ -129,7 +131,7 @@ async def test_hot_paths_issue_few_statements(client):
     with count_statements(client) as seen:
         assert (await login(client, account["username"])).status_code == 200
     work = [s for s in seen if s not in ("BEGIN", "COMMIT", "ROLLBACK")]
-    assert work == ["SELECT", "INSERT", "INSERT", "INSERT"], seen
+    assert work == ["INSERT", "INSERT", "SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"], seen
 
 
 async def test_metrics_count_requests_by_route(client):

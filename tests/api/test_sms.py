@@ -3,11 +3,15 @@ replacement by a new send, send limits, bad input. Codes are read from the outbo
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from authserver.store.models import OtpCode
+from authserver.errors import RateLimited
+from authserver.methods.sms import SmsFactor
+from authserver.store.models import OtpCode, OutboxMessage, Phone
+from authserver.store.repositories import accounts, phones
 from tests.conftest import services_of
 from tests.support.api import assert_problem, bearer, login, read_outbox, signup
 from tests.support.factors import add_verified_phone, last_text, mfa_flow, texts_to, unique_phone
@@ -174,3 +178,97 @@ async def test_bad_phone_and_code_input(client, outbox_file):
     assert_problem(await client.post("/api/v1/login/mfa/sms/send", json={"flow_token": "asf_unknown"}), 400,
                    "flow_expired")
     assert_problem(await client.post("/api/v1/login/mfa/sms/send", json={}), 400, "validation_error")
+
+
+async def test_parallel_sends_cannot_beat_the_limit_on_postgresql(make_pg_client, outbox_file):
+    """Twenty sends at once for one account: each counts the hour's sends and inserts one,
+    so without a lock on the account they all count the same rows and all pass. (The
+    sign-in regulator is set out of the way: this is about the send limit alone.)"""
+    client = await make_pg_client(database_pool_size=25, lockout_threshold=100, ip_failure_limit=1000)
+    limit = services_of(client).ctx.settings.sms_sends_per_hour
+    phone = unique_phone()
+    account, token = await signup(client)
+    await add_verified_phone(client, token, outbox_file, phone)  # send 1 of the hour's limit
+    flow = (await mfa_flow(client, account["username"]))["flow_token"]
+    responses = await asyncio.gather(*(
+        client.post("/api/v1/login/mfa/sms/send", json={"flow_token": flow}) for _ in range(20)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(202) == limit - 1, statuses
+    for r in responses:
+        if r.status_code != 202:
+            assert_problem(r, 429, "rate_limited")
+            assert 3500 <= int(r.headers["retry-after"]) <= 3600  # the hour's send limit, not a lockout
+    assert len(await texts_to(client, outbox_file, phone)) == limit
+
+
+async def test_parallel_sends_through_the_factor_on_postgresql(make_pg_client, outbox_file):
+    """The same race one layer down, with nothing in front of SmsFactor.send (no flow, no
+    regulator) that could serialise the transactions by accident."""
+    client = await make_pg_client(database_pool_size=25)
+    services = services_of(client)
+    factor = SmsFactor.from_settings(services.ctx.settings)
+    phone = unique_phone()
+    account, token = await signup(client)
+    await add_verified_phone(client, token, outbox_file, phone)
+    async with services.ctx.db.read() as conn:
+        row = await accounts.get_account(conn, uuid.UUID(account["id"]))
+    assert row is not None
+
+    async def send_once() -> str:
+        try:
+            async with services.ctx.db.transaction() as conn:
+                await factor.send(services.ctx, conn, account=row, scope="login")
+        except RateLimited as exc:
+            return exc.code
+        return "sent"
+
+    outcomes = await asyncio.gather(*(send_once() for _ in range(20)))
+    assert outcomes.count("sent") == factor.sends_per_hour - 1, outcomes
+    assert set(outcomes) == {"sent", "rate_limited"}
+    assert len(await texts_to(client, outbox_file, phone)) == factor.sends_per_hour
+
+
+async def test_adding_the_same_phone_twice_at_once_on_postgresql(make_pg_client, outbox_file):
+    """The check "is this number there yet" and the insert race; the loser must not end in
+    the unique constraint's IntegrityError (a 500)."""
+    client = await make_pg_client(database_pool_size=25)
+    phone = unique_phone()
+    account, token = await signup(client)
+    responses = await asyncio.gather(*(
+        client.post("/api/v1/me/phones", json={"phone": phone}, headers=bearer(token)) for _ in range(5)))
+    assert [r.status_code for r in responses] == [202] * 5, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert len(await texts_to(client, outbox_file, phone)) == 5
+    async with services_of(client).ctx.db.read() as conn:
+        live = await conn.scalar(select(func.count()).select_from(OtpCode).where(
+            OtpCode.account_id == uuid.UUID(account["id"]), OtpCode.scope == "enroll_phone",
+            OtpCode.expires_at > services_of(client).ctx.clock.now()))
+    assert live == 1  # each send ended the one before it
+
+
+async def test_inserting_a_phone_that_exists_returns_the_existing_row(client, clock):
+    account, _ = await signup(client)
+    account_id = uuid.UUID(account["id"])
+    number = unique_phone()
+    db = services_of(client).ctx.db
+    async with db.transaction() as conn:
+        first = await phones.insert_phone(conn, account_id=account_id, number=number, now=clock.now())
+    clock.advance(5)
+    async with db.transaction() as conn:
+        again = await phones.insert_phone(conn, account_id=account_id, number=number, now=clock.now())
+    assert again == first
+    async with db.read() as conn:
+        rows = await conn.scalar(select(func.count()).select_from(Phone).where(Phone.account_id == account_id))
+    assert rows == 1
+
+
+async def test_a_delivered_text_leaves_no_code_in_the_database(client, outbox_file):
+    phone = unique_phone()
+    _, token = await signup(client)
+    assert (await client.post("/api/v1/me/phones", json={"phone": phone}, headers=bearer(token))).status_code == 202
+    code = await last_text(client, outbox_file, phone)  # drains: the file sender got the code
+    assert any(code in m["body"] for m in read_outbox(outbox_file) if m["to"] == phone)
+    async with services_of(client).ctx.db.read() as conn:
+        rows = (await conn.execute(select(OutboxMessage.status, OutboxMessage.subject, OutboxMessage.body)
+                                   .where(OutboxMessage.to == phone))).all()
+    assert [(r.status, r.subject, r.body) for r in rows] == [("sent", "authserver code", "")]

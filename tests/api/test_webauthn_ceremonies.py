@@ -165,26 +165,42 @@ async def test_webauthn_as_the_second_step_of_a_password_login(client):
 
 
 async def test_passkey_first_without_uv_asks_for_another_factor(client):
-    account, token = await signup(client)
+    """A passwordless account whose key does no user verification: the assertion is one
+    factor, and the flow asks for another (a recovery code here)."""
+    key = SoftAuthenticator(user_verification=False)
+    signed = await passkey_signup(client, key)
+    token = signed["session"]["token"]
+    assert signed["session"]["aal"] == 1
+    await step_up(client, token, key)  # adding a factor needs a fresh one: the same key again
     codes = await client.post(f"{API}/me/recovery-codes", headers=bearer(token))
     assert codes.status_code == 201, codes.text
-    key = SoftAuthenticator(resident_keys=False, user_verification=False)
-    r = await register_options(client, token, "security-key")
-    assert_problem(r, 401, "step_up_required")  # the account has a second factor now
-    r = await register_options(client, token, "security-key", **{"X-MFA-Code": codes.json()["codes"][0]})
-    assert r.status_code == 200, r.text
-    created = key.create(r.json()["options"], origin=ORIGIN)
-    r = await client.post(f"{API}/me/credentials/webauthn/verify",
-                          json={"flow_token": r.json()["flow_token"], "credential": created}, headers=bearer(token))
-    assert r.status_code == 201, r.text
-
-    r = await passkey_login(client, key, account["username"])
+    r = await passkey_login(client, key)
     body = assert_problem(r, 401, "mfa_required")
     assert body["methods"] == ["recovery_code"] and "webauthn" not in r.headers["www-authenticate"]
     r = await client.post(f"{API}/login/mfa/recovery-code",
                           json={"flow_token": body["flow_token"], "code": codes.json()["codes"][1]})
     assert r.status_code == 200, r.text
     assert (r.json()["session"]["aal"], r.json()["session"]["amr"]) == (2, ["hwk", "rc"])
+
+
+async def test_passkey_first_without_uv_never_skips_the_password(client):
+    """A key without UV plus a recovery code is not enough for an account that has a
+    password: the answer sends the user to the password (with the MFA header)."""
+    account, token = await signup(client)
+    codes = await client.post(f"{API}/me/recovery-codes", headers=bearer(token))
+    assert codes.status_code == 201, codes.text
+    key = SoftAuthenticator(resident_keys=False, user_verification=False)
+    r = await register_options(client, token, "security-key", **{"X-MFA-Code": codes.json()["codes"][0]})
+    assert r.status_code == 200, r.text
+    created = key.create(r.json()["options"], origin=ORIGIN)
+    r = await client.post(f"{API}/me/credentials/webauthn/verify",
+                          json={"flow_token": r.json()["flow_token"], "credential": created}, headers=bearer(token))
+    assert r.status_code == 201, r.text
+    r = await passkey_login(client, key, account["username"])
+    body = assert_problem(r, 401, "mfa_required")
+    assert body["methods"] == ["password"] and "flow_token" not in body
+    assert r.headers["www-authenticate"] == 'MFA realm="authserver", methods="password"'  # DESIGN §6
+    assert r.headers["www-authenticate"] == 'MFA realm="authserver", methods="password"'
 
 
 async def test_passkey_first_without_uv_on_a_password_account_sends_to_the_password(client):
@@ -194,6 +210,7 @@ async def test_passkey_first_without_uv_on_a_password_account_sends_to_the_passw
     r = await passkey_login(client, key, account["username"])
     body = assert_problem(r, 401, "mfa_required")
     assert body["methods"] == ["password"] and "flow_token" not in body
+    assert r.headers["www-authenticate"] == 'MFA realm="authserver", methods="password"'  # DESIGN §6
     # with UV the same account signs in with the key alone (AAL3 >= the AAL2 it needs)
     key.user_verification = True
     r = await passkey_login(client, key, account["username"])

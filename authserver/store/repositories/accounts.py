@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.errors import UsernameTaken
-from authserver.store.models import Account, Lockout, Phone, RecoveryCode, TotpSecret, WebAuthnCredential
+from authserver.store.models import Account, Phone, RecoveryCode, TotpSecret, WebAuthnCredential
 from authserver.store.models.base import table_of
 
 _A = table_of(Account)
@@ -101,26 +101,29 @@ async def username_exists(conn: AsyncConnection, username: str) -> bool:
     return bool(await conn.scalar(select(exists().where(_A.c.username == username))))
 
 
-async def get_for_login(
-    conn: AsyncConnection, username: str, *, lockout_key: str, now: datetime
-) -> tuple[AccountRow, EnrolledFactors, datetime | None] | None:
-    """Everything a password login needs in one statement: the account, which factors it
-    has, and until when it is locked out (if it is)."""
-    lk = table_of(Lockout).c
-    stmt = (
-        select(_A, *_factor_columns(_A.c.id, now), lk.locked_until)
-        .select_from(_A.outerjoin(table_of(Lockout), lk.key == lockout_key))
-        .where(_A.c.username == username)
-    )
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        return None
-    return _account(row), _factors(row), row._mapping["locked_until"]
+async def get_for_login(conn: AsyncConnection, username: str, *, now: datetime) -> tuple[AccountRow, EnrolledFactors] | None:
+    """Everything a password login needs in one statement: the account and which factors it has."""
+    return await _with_factors(conn, _A.c.username == username, now)
 
 
 async def get_account(conn: AsyncConnection, account_id: uuid.UUID) -> AccountRow | None:
     row = (await conn.execute(select(_A).where(_A.c.id == account_id))).first()
     return _account(row) if row else None
+
+
+async def lock_account(conn: AsyncConnection, account_id: uuid.UUID) -> bool:
+    """Hold the account's row until this transaction ends, so per-account read-then-write
+    checks (code send limits, adding a phone) run one at a time instead of all counting the
+    same rows. PostgreSQL takes ``FOR NO KEY UPDATE``: it excludes every other locker of the
+    row but not the ``KEY SHARE`` locks that inserting rows referencing the account takes,
+    so a transaction that already wrote such a row (and then asks for this lock) cannot
+    deadlock against another doing the same. SQLite needs no lock: write transactions start
+    with ``BEGIN IMMEDIATE`` (store/db.py) and so never overlap. False if there is no such
+    account."""
+    stmt = select(_A.c.id).where(_A.c.id == account_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(key_share=True)
+    return (await conn.execute(stmt)).first() is not None
 
 
 async def get_by_username(conn: AsyncConnection, username: str) -> AccountRow | None:
@@ -136,7 +139,11 @@ async def get_by_webauthn_user_id(conn: AsyncConnection, user_handle: bytes) -> 
 async def get_with_factors(
     conn: AsyncConnection, account_id: uuid.UUID, now: datetime
 ) -> tuple[AccountRow, EnrolledFactors] | None:
-    row = (await conn.execute(select(_A, *_factor_columns(_A.c.id, now)).where(_A.c.id == account_id))).first()
+    return await _with_factors(conn, _A.c.id == account_id, now)
+
+
+async def _with_factors(conn: AsyncConnection, where: Any, now: datetime) -> tuple[AccountRow, EnrolledFactors] | None:
+    row = (await conn.execute(select(_A, *_factor_columns(_A.c.id, now)).where(where))).first()
     if row is None:
         return None
     return _account(row), _factors(row)

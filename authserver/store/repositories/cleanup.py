@@ -5,16 +5,21 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from authserver.store.models import Flow, OtpCode, Session
+from authserver.store.models import Flow, OtpCode, OutboxMessage, Session
 from authserver.store.models.base import table_of
 
 
-async def delete_dead_rows(conn: AsyncConnection, *, now: datetime, keep_sessions: timedelta) -> dict[str, int]:
-    """Delete what can never be used again; sessions stay a while for the user's history."""
-    f, o, s = table_of(Flow), table_of(OtpCode), table_of(Session)
+async def delete_dead_rows(conn: AsyncConnection, *, now: datetime, keep_sessions: timedelta,
+                           keep_messages: timedelta) -> dict[str, int]:
+    """Delete what can never be used again; sessions stay a while for the user's history,
+    finished outbox messages a while for support questions ("did the mail go out?"). An
+    abandoned message still holds its body, which may be a code: it goes too."""
+    f, o, s, m = table_of(Flow), table_of(OtpCode), table_of(Session), table_of(OutboxMessage)
     flows = await conn.execute(delete(f).where(f.c.expires_at < now))
     codes = await conn.execute(delete(o).where(or_(o.c.expires_at < now, o.c.used_at.is_not(None))))
     sessions = await conn.execute(delete(s).where(or_(s.c.expires_at < now - keep_sessions,
                                                       s.c.revoked_at < now - keep_sessions)))
+    messages = await conn.execute(delete(m).where(m.c.status.in_(("sent", "abandoned")),
+                                                  m.c.created_at < now - keep_messages))
     return {"flows": int(flows.rowcount or 0), "otp_codes": int(codes.rowcount or 0),
-            "sessions": int(sessions.rowcount or 0)}
+            "sessions": int(sessions.rowcount or 0), "outbox": int(messages.rowcount or 0)}

@@ -51,7 +51,11 @@ async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int, lease: 
 
 
 async def mark_sent(conn: AsyncConnection, message_id: uuid.UUID, now: datetime) -> None:
-    await conn.execute(update(_O).where(_O.c.id == message_id).values(status="sent", sent_at=now, last_error=None))
+    """Record the delivery and drop the body: it may hold a one-time code, which must not sit
+    in plain text in the database once it is on its way. The subject stays, to tell what
+    was sent."""
+    await conn.execute(update(_O).where(_O.c.id == message_id).values(status="sent", sent_at=now, last_error=None,
+                                                                      body=""))
 
 
 async def mark_failed(conn: AsyncConnection, message_id: uuid.UUID, *, error: str, retry_at: datetime | None) -> None:

@@ -8,8 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from authserver.errors import Conflict
 from authserver.store.models import Phone
 from authserver.store.models.base import table_of
 
@@ -43,10 +46,24 @@ async def get_by_number(conn: AsyncConnection, account_id: uuid.UUID, number: st
 
 
 async def insert_phone(conn: AsyncConnection, *, account_id: uuid.UUID, number: str, now: datetime) -> PhoneRow:
+    """Add the number, or return the row that already holds it for this account.
+
+    Two requests adding the same number at once would otherwise both pass a "not there yet"
+    check and the loser would hit the unique (account_id, number) constraint: a 500, and on
+    PostgreSQL an aborted transaction. ``ON CONFLICT DO NOTHING`` waits for the winner and
+    then skips; the row it wrote is read back instead.
+    """
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     values: dict[str, Any] = {"id": uuid.uuid4(), "account_id": account_id, "number": number,
                               "verified_at": None, "created_at": now}
-    await conn.execute(_P.insert().values(**values))
-    return PhoneRow(**values)
+    stmt = insert(_P).values(**values).on_conflict_do_nothing(index_elements=[_P.c.account_id, _P.c.number])
+    if (await conn.execute(stmt)).rowcount:
+        return PhoneRow(**values)
+    existing = await get_by_number(conn, account_id, number)
+    if existing is None:  # removed again by a third request in between; the client may simply retry
+        raise Conflict("this phone number changed while it was being added",
+                       log_detail="phone insert conflicted with a row that is gone")
+    return existing
 
 
 async def mark_verified(conn: AsyncConnection, phone_id: uuid.UUID, now: datetime) -> bool:

@@ -4,6 +4,7 @@ single use."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from authserver.methods.codes import IssuedCode, OneTimeCodes, looks_like_code
 from authserver.store.models import OtpCode
 from authserver.store.repositories import accounts
 from authserver.wiring import Services, build_services
-from tests.conftest import make_settings
+from tests.conftest import TEST_KEYS, make_settings
 
 
 @pytest.fixture
@@ -184,3 +185,33 @@ def test_issued_code_repr_hides_the_code() -> None:
     issued = IssuedCode(code_id=uuid.uuid4(), code="987654", destination=PHONE, scope="login",
                         expires_at=datetime.now(UTC))
     assert "987654" not in repr(issued)
+
+
+ROTATED_KEY = "k2:" + base64.b64encode(b"\x02" * 32).decode()
+
+
+async def test_a_code_sent_before_a_key_rotation_still_works(database_urls: dict[str, str | None], tmp_path: Path,
+                                                            clock: MovableClock, fx_services: Services,
+                                                            fx_account_id: uuid.UUID) -> None:
+    """Sent under ring [k1], checked by a server already on [k2, k1] (``rotate-keys`` ran
+    in between): the code still works. A ring without k1 refuses it."""
+    url = database_urls["sqlite"]
+    assert url is not None
+    rotated = build_services(make_settings(url, tmp_path / "outbox.jsonl",
+                                           secret_keys=f"{ROTATED_KEY},{TEST_KEYS}"), clock=clock)
+    only_new = build_services(make_settings(url, tmp_path / "outbox.jsonl", secret_keys=ROTATED_KEY), clock=clock)
+    try:
+        assert rotated.ctx.keyring.kids == ["k2", "k1"]
+        code = await issue(fx_services, fx_account_id)
+        with pytest.raises(InvalidCode):
+            await check(only_new, fx_account_id, code)
+        await check(rotated, fx_account_id, code)
+        # and a code sent after the rotation is stored under the new key
+        clock.advance(1)
+        code = await issue(rotated, fx_account_id)
+        with pytest.raises(InvalidCode):
+            await check(fx_services, fx_account_id, code)
+        await check(only_new, fx_account_id, code)
+    finally:
+        await rotated.ctx.db.dispose()
+        await only_new.ctx.db.dispose()
