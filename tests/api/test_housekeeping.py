@@ -74,3 +74,26 @@ async def test_finished_outbox_messages_go_after_a_week(client, clock):
     assert removed["outbox"] >= 2
     assert await statuses() == {queued_to: "queued"}
     await services.ctx.outbox.drain()  # leave nothing queued for the tests that share this database
+
+
+async def test_stale_attempt_counters_go_but_send_history_stays_an_hour(client, clock):
+    from sqlalchemy import select
+
+    from authserver.store.models import Lockout
+    from tests.support.api import login
+
+    services = services_of(client)
+    account, _ = await signup(client)
+    await login(client, account["username"], "wrong password")
+    key = f"user:{account['username']}"
+
+    async def counter_exists() -> bool:
+        async with services.ctx.db.read() as conn:
+            return await conn.scalar(select(Lockout.key).where(Lockout.key == key)) is not None
+
+    keeper = Housekeeper(services.ctx.db, clock)
+    await keeper.run_once()
+    assert await counter_exists()
+    clock.advance(days=1, seconds=1)
+    await keeper.run_once()
+    assert not await counter_exists()
