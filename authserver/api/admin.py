@@ -17,7 +17,7 @@ from authserver.errors import Forbidden, NotFound, Unauthorized
 from authserver.flows.sessions import AuthContext
 from authserver.policy.ratelimit import account_key
 from authserver.policy.stepup import step_up_challenge
-from authserver.store.repositories import accounts, events, lockouts, sessions
+from authserver.store.repositories import accounts, events, flows, lockouts, sessions
 from authserver.wiring import Services
 
 
@@ -115,6 +115,7 @@ class AdminController(Controller):
             if not await accounts.set_status(conn, account_id, "disabled", now):
                 raise NotFound("no such account")
             revoked = await sessions.revoke_all(conn, account_id, now)
+            await flows.end_pending_for_account(conn, account_id)  # no login of it may finish now
             await events.insert_event(conn, type="account_disabled", account_id=account_id, now=now,
                                       details={"by": str(auth.account.id), "sessions_revoked": revoked})
             account = await accounts.get_account(conn, account_id)

@@ -83,8 +83,7 @@ def mfa_required(flow_token: str, methods: list[str], expires_at: datetime, *,
     extra: dict[str, Any] = {"flow_token": flow_token, "methods": methods, "expires_at": iso(expires_at)}
     if reason:
         extra["reason"] = reason
-    return MfaRequired(headers={"WWW-Authenticate": f'MFA realm="authserver", methods="{" ".join(methods)}"'},
-                       extra=extra)
+    return MfaRequired(extra=extra)  # MfaRequired names the methods in WWW-Authenticate
 
 
 def iso(when: datetime) -> str:

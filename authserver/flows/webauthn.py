@@ -537,7 +537,6 @@ class WebAuthnService:
         # A password account and a key without user verification: the key is the second
         # factor, so the password must come first (POST /login/password, then this key).
         raise MfaRequired("Sign in with your password; your security key is the second step",
-                          headers={"WWW-Authenticate": 'MFA realm="authserver", methods="password"'},
                           extra={"methods": ["password"]},
                           log_detail="assertion without UV on an account that has a password")
 

@@ -144,3 +144,21 @@ async def test_free_text_parameters_refuse_nul(client, path, param):
         assert_problem(await client.get(path, params={param: value}, headers=bearer(token)), 400,
                        "validation_error")
     assert await table_counts(services_of(client).ctx.db.engine) == before
+
+
+async def test_disabling_an_account_ends_its_pending_logins(client):
+    from authserver.errors import FlowExpired
+    from tests.api.test_login import enrol_second_factor_row
+
+    token = await admin_session(client)
+    account, _ = await signup(client)
+    await enrol_second_factor_row(client, account["username"])
+    flow_token = (await login(client, account["username"])).json()["flow_token"]
+    assert (await client.post(f"/api/v1/admin/accounts/{account['id']}/disable", headers=bearer(token))).status_code == 200
+    services = services_of(client)
+    try:
+        async with services.ctx.db.transaction() as conn:
+            await services.login.load_mfa_flow(conn, flow_token, "totp")
+    except FlowExpired:
+        return
+    raise AssertionError("a pending login of a disabled account was still open")
