@@ -678,6 +678,9 @@ class WebAuthnService:
         account_id = auth.account.id
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
+            # removals of one account's factors run one at a time, so two of them cannot both
+            # see the other's factor still there and leave the account with none
+            await accounts.lock_account(conn, account_id)
             row = await credentials.get_for_account(conn, account_id, credential_id)
             if row is None or row.revoked_at is not None:
                 raise NotFound("no such credential")
@@ -696,6 +699,9 @@ class WebAuthnService:
         admin's job, and a key that must go must go. The user is told by email."""
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
+            # removals of one account's factors run one at a time, so two of them cannot both
+            # see the other's factor still there and leave the account with none
+            await accounts.lock_account(conn, account_id)
             row = await credentials.get_for_account(conn, account_id, credential_id)
             if row is None or row.revoked_at is not None:
                 raise NotFound("no such credential")

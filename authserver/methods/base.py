@@ -9,6 +9,15 @@ Adding a factor means one module, its routes, and one line in ``FACTORS``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from authserver.store.repositories import accounts
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from authserver.context import AppContext
+    from authserver.store.repositories.accounts import AccountRow, EnrolledFactors
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,3 +50,13 @@ FACTORS: dict[str, FactorInfo] = {
 }
 
 SECOND_FACTOR_ORDER = ("webauthn", "totp", "sms", "recovery_code")
+
+
+async def fresh_factors(ctx: AppContext, conn: AsyncConnection, account: AccountRow,
+                        known: EnrolledFactors) -> EnrolledFactors:
+    """Lock the account row and read its factors again inside the removing transaction:
+    removals of one account's factors then run one at a time, and none of them decides on
+    a count that a concurrent removal has already changed (``last_factor`` races)."""
+    await accounts.lock_account(conn, account.id)
+    found = await accounts.get_with_factors(conn, account.id, ctx.clock.now())
+    return found[1] if found else known

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authserver.context import AppContext
 from authserver.errors import Conflict, LastFactor, NotEnrolled, NotFound, RateLimited, ValidationFailed
-from authserver.methods.base import Proof
+from authserver.methods.base import Proof, fresh_factors
 from authserver.methods.codes import IssuedCode, OneTimeCodes, looks_like_code
 from authserver.settings import Settings
 from authserver.store.repositories import accounts, events, otp_codes, phones
@@ -197,6 +197,7 @@ class SmsFactor:
 
     async def remove_phone(self, ctx: AppContext, conn: AsyncConnection, *, account: AccountRow,
                            factors: EnrolledFactors, phone_id: uuid.UUID) -> None:
+        factors = await fresh_factors(ctx, conn, account, factors)
         phone = await phones.get_phone(conn, account.id, phone_id)
         if phone is None:
             raise NotFound("no such phone number")

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from authserver.context import AppContext
 from authserver.crypto import KeyError_, constant_time_equals
 from authserver.errors import CodeReused, FlowExpired, InvalidCode, LastFactor, NotEnrolled, ValidationFailed
-from authserver.methods.base import Proof
+from authserver.methods.base import Proof, fresh_factors
 from authserver.settings import Settings
 from authserver.store.repositories import events, totp
 from authserver.store.repositories.accounts import AccountRow, EnrolledFactors
@@ -241,6 +241,7 @@ class TotpFactor:
 
     async def remove(self, ctx: AppContext, conn: AsyncConnection, *, account: AccountRow,
                      factors: EnrolledFactors) -> None:
+        factors = await fresh_factors(ctx, conn, account, factors)
         if not factors.totp:
             raise NotEnrolled("no authenticator app is enrolled")
         if not set(factors.names()) - {"totp", "recovery_code"}:

@@ -87,3 +87,22 @@ async def test_the_same_key_twice_is_still_one_factor(client):
     me = (await client.get(f"{API}/session", headers=bearer(token))).json()
     assert me["aal"] == 1 and me["amr"] == ["hwk"]
     assert me["last_mfa_at"] is not None
+
+
+async def test_removing_the_last_two_keys_at_once_leaves_one(make_pg_client):
+    """Two concurrent removals on a passwordless account: one must be refused with
+    ``last_factor`` — they run one at a time on the locked account row. (Repeated: a race
+    shows only when the two transactions overlap.)"""
+    from tests.support.webauthn import add_credential
+
+    client = await make_pg_client(database_pool_size=10)
+    for _ in range(8):
+        first, second = SoftAuthenticator(), SoftAuthenticator()
+        token = (await passkey_signup(client, first))["session"]["token"]
+        await add_credential(client, token, second, kind="passkey")
+        listed = (await client.get(f"{API}/me/credentials", headers=bearer(token))).json()["webauthn"]
+        responses = await asyncio.gather(*(client.delete(f"{API}/me/credentials/webauthn/{c['id']}",
+                                                         headers=bearer(token)) for c in listed))
+        assert sorted(r.status_code for r in responses) == [204, 409], [r.text for r in responses]
+        left = (await client.get(f"{API}/me/credentials", headers=bearer(token))).json()["webauthn"]
+        assert len(left) == 1
