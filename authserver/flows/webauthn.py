@@ -383,6 +383,12 @@ class WebAuthnService:
                 await self._record_use(conn, row, verified, client, purpose)
                 return await then(conn)
         except _CounterRace:
+            # The conditional update lost. If the credential was revoked meanwhile, that is
+            # the reason, not a cloned key.
+            async with self.ctx.db.read() as conn:
+                current = await credentials.get_for_account(conn, row.account_id, row.id)
+            if current is None or current.revoked_at is not None:
+                raise CredentialRevoked(log_detail=f"credential {row.id} revoked during the assertion") from None
             raise await self._flag_clone(row, verified, client) from None
 
     def _judge(self, registration: VerifiedRegistration) -> AttestationVerdict:
