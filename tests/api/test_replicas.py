@@ -33,3 +33,25 @@ async def test_flow_begun_on_one_replica_finishes_on_the_other(make_pg_client):
         issued = await services_b.login.finish_mfa(conn, flow, acct, proof, UNKNOWN_CLIENT)
     me = await a.get("/api/v1/session", headers=bearer(issued.token))
     assert me.status_code == 200 and me.json()["aal"] == 2
+
+
+async def test_totp_login_begun_on_one_replica_finishes_on_the_other_over_http(make_pg_client, clock):
+    """The whole REST two-step pattern across replicas: password on A, TOTP on B, the
+    session used on A; replaying the code on A is refused (the used step is shared)."""
+    from tests.support.factors import enrol_totp, totp_code
+
+    a = await make_pg_client()
+    b = await make_pg_client()
+    account, token = await signup(a)
+    secret = await enrol_totp(a, token, clock)
+    clock.advance(30)
+    r = await login(a, account["username"])
+    assert r.status_code == 401
+    code = totp_code(secret, clock.now())
+    r = await b.post("/api/v1/login/mfa/totp", json={"flow_token": r.json()["flow_token"], "code": code})
+    assert r.status_code == 200, r.text
+    session = r.json()["session"]
+    assert session["aal"] == 2
+    assert (await a.get("/api/v1/session", headers=bearer(session["token"]))).json()["aal"] == 2
+    r = await login(a, account["username"], X_MFA_Code=code)
+    assert r.status_code == 401 and r.json()["code"] == "code_reused"
