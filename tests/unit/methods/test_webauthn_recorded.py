@@ -167,6 +167,19 @@ def test_tampered_recorded_assertion_is_refused(name):
         _verify_assertion(fixture, credential)
 
 
+@pytest.mark.parametrize("name", _names("authentication"))
+def test_recorded_assertion_with_changed_authenticator_data_is_refused(name):
+    """The signature covers authenticatorData: a raised counter (byte 36, the counter's last
+    byte, WebAuthn L3 §6.1) must break it."""
+    fixture = _fixture(name)
+    credential = json.loads(json.dumps(fixture["credential"]))
+    auth_data = bytearray(b64url_decode(credential["response"]["authenticatorData"]))
+    auth_data[36] ^= 0x01
+    credential["response"]["authenticatorData"] = b64url_encode(bytes(auth_data))
+    with pytest.raises(WebAuthnFailed, match="authentication signature"):
+        _verify_assertion(fixture, credential)
+
+
 def test_recorded_assertion_replayed_at_its_stored_counter_is_a_regression():
     fixture = _fixture("authentication-ec2-es256-with-ec2-public-key.json")
     result = _verify_assertion(fixture, fixture["credential"])
