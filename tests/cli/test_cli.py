@@ -110,3 +110,53 @@ def test_migrations_match_the_models(kind, database_urls):
             await engine.dispose()
 
     assert asyncio.run(diff()) == []
+
+
+def test_rotate_keys_generates_a_key_and_reseals_every_secret(tmp_path):
+    """Without AUTHSERVER_SECRET_KEYS, `rotate-keys` puts a new key first in the key file and
+    re-seals every sealed value under it; the old key stays listed until removed by hand."""
+    import asyncio
+    import uuid as uuid_mod
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from authserver.crypto import KeyRing, load_or_create_key_file
+    from authserver.store.db import Database
+    from authserver.store.models import Account, TotpSecret
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/r.db"
+    keys_file = tmp_path / "authserver-keys"
+    assert run_cli("migrate", cwd=tmp_path, AUTHSERVER_DATABASE_URL=db_url).returncode == 0
+    old_ring = KeyRing(load_or_create_key_file(keys_file))
+    account_id = uuid_mod.uuid4()
+
+    async def seed() -> None:
+        db = Database(db_url)
+        now = datetime.now(UTC)
+        async with db.transaction() as conn:
+            await conn.execute(Account.__table__.insert().values(
+                id=account_id, username="rot", display_name="rot", role="user", status="active",
+                created_at=now, updated_at=now))
+            await conn.execute(TotpSecret.__table__.insert().values(
+                account_id=account_id, secret_sealed=old_ring.seal(b"S" * 20, aad=f"totp:{account_id}".encode()),
+                algorithm="SHA1", digits=6, period=30, last_used_step=-1, created_at=now))
+        await db.dispose()
+
+    async def sealed() -> str:
+        db = Database(db_url)
+        async with db.read() as conn:
+            value = await conn.scalar(select(TotpSecret.secret_sealed).where(TotpSecret.account_id == account_id))
+        await db.dispose()
+        return str(value)
+
+    asyncio.run(seed())
+    r = run_cli("rotate-keys", cwd=tmp_path, AUTHSERVER_DATABASE_URL=db_url, AUTHSERVER_KEYS_FILE=str(keys_file))
+    assert r.returncode == 0, r.stderr
+    assert "re-sealed 1 values" in r.stdout
+    new_ring = KeyRing(load_or_create_key_file(keys_file))
+    assert new_ring.kids[1:] == old_ring.kids and new_ring.current.kid != old_ring.current.kid
+    value = asyncio.run(sealed())
+    assert new_ring.sealed_kid(value) == new_ring.current.kid
+    only_new = KeyRing([new_ring.current])
+    assert only_new.open(value, aad=f"totp:{account_id}".encode()) == b"S" * 20
