@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from litestar import Controller, Response, post
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,28 +41,30 @@ class SmsSentOut(Struct):
     expires_at: datetime
 
 
-def totp_factor(services: Services) -> TotpFactor:
-    factor = services.extra["totp"]
-    assert isinstance(factor, TotpFactor)  # noqa: S101 - wiring registers it
+FactorT = TypeVar("FactorT")
+
+
+def registered(services: Services, name: str, kind: type[FactorT]) -> FactorT:
+    """The factor wiring registered under ``name``, typed as what it is."""
+    factor = services.extra[name]
+    assert isinstance(factor, kind)  # noqa: S101 - wiring registers it
     return factor
+
+
+def totp_factor(services: Services) -> TotpFactor:
+    return registered(services, "totp", TotpFactor)
 
 
 def sms_factor(services: Services) -> SmsFactor:
-    factor = services.extra["sms"]
-    assert isinstance(factor, SmsFactor)  # noqa: S101 - wiring registers it
-    return factor
+    return registered(services, "sms", SmsFactor)
 
 
 def email_factor(services: Services) -> EmailCodeFactor:
-    factor = services.extra["email"]
-    assert isinstance(factor, EmailCodeFactor)  # noqa: S101 - wiring registers it
-    return factor
+    return registered(services, "email", EmailCodeFactor)
 
 
 def recovery_factor(services: Services) -> RecoveryCodeFactor:
-    factor = services.extra["recovery_code"]
-    assert isinstance(factor, RecoveryCodeFactor)  # noqa: S101 - wiring registers it
-    return factor
+    return registered(services, "recovery_code", RecoveryCodeFactor)
 
 
 @dataclass(frozen=True, kw_only=True)
