@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 from authserver.api.deps import provide_auth, provide_client, provide_services
 from authserver.api.headers import security_headers_middleware
 from authserver.api.metrics import Metrics, metrics_middleware
+from authserver.api.openapi import document_problems
 from authserver.api.problems import EXCEPTION_HANDLERS
 from authserver.api.routes import API_CONTROLLERS, ROOT_CONTROLLERS
 from authserver.clock import Clock
@@ -78,4 +79,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         debug=False,
     )
     app.state.services = services
+    document_problems(app)
     return app

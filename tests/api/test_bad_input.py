@@ -237,3 +237,14 @@ async def test_unknown_routes_and_methods_are_problem_json(client):
     r = await client.patch("/api/v1/accounts", json={})
     check(r, "wrong method")
     assert r.json()["code"] == "method_not_allowed"
+
+
+async def test_the_spec_documents_problem_answers(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "code"} <= set(problem["required"])
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in {"get", "post", "put", "patch", "delete"}:
+                ref = operation["responses"]["4XX"]["content"]["application/problem+json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/Problem", (method, path)
