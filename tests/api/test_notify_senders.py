@@ -66,3 +66,57 @@ async def test_webhook_delivers_signed_json_and_retries(make_client, clock):
         assert (status, attempts) == ("sent", 2)
     finally:
         server.shutdown()
+
+
+class TinySmtp(threading.Thread):
+    """Just enough of RFC 5321 for smtplib to hand over one message; it keeps what it got."""
+
+    def __init__(self) -> None:
+        import socket
+
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.data = b""
+
+    def run(self) -> None:
+        conn, _ = self.sock.accept()
+        f = conn.makefile("rwb")
+
+        def reply(line: str) -> None:
+            f.write(line.encode() + b"\r\n")
+            f.flush()
+
+        reply("220 tiny ESMTP")
+        while line := f.readline():
+            verb = line.strip().split(b" ")[0].upper()
+            if verb in (b"EHLO", b"HELO"):
+                reply("250 tiny")
+            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                reply("250 ok")
+            elif verb == b"DATA":
+                reply("354 go on")
+                while (chunk := f.readline()) != b".\r\n":
+                    self.data += chunk
+                reply("250 queued")
+            elif verb == b"QUIT":
+                reply("221 bye")
+                break
+        conn.close()
+        self.sock.close()
+
+
+async def test_smtp_sender_mails_the_message(make_client):
+    smtp = TinySmtp()
+    smtp.start()
+    client = await make_client(notify_sender="smtp", smtp_host="127.0.0.1", smtp_port=smtp.port,
+                               smtp_from="auth@example.com")
+    account, _ = await signup(client, email="mail@example.com")
+    assert (await login(client, account["username"], X_Device_Id="mail-device")).status_code == 200
+    assert await services_of(client).ctx.outbox.drain() == 1
+    smtp.join(timeout=10)
+    text = smtp.data.decode()
+    assert "To: mail@example.com" in text and "From: auth@example.com" in text
+    assert "Subject: New sign-in to your account" in text
