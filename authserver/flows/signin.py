@@ -13,7 +13,7 @@ from authserver.flows.sessions import IssuedSession, SessionService
 from authserver.methods.base import Proof
 from authserver.policy.aal import combine, second_factor_methods
 from authserver.policy.risk import ClientInfo, is_new_country
-from authserver.store.repositories import accounts, devices, events
+from authserver.store.repositories import accounts, countries, devices, events
 from authserver.store.repositories.accounts import AccountRow
 
 
@@ -44,7 +44,7 @@ async def check_new_country(ctx: AppContext, conn: AsyncConnection, *, account: 
     is committed with the refusal."""
     if not ctx.settings.new_country_check or client.country is None or any(p.method == "email" for p in proofs):
         return  # no trusted country header: nothing to compare (and no extra query on the hot path)
-    if not is_new_country(client.country, await devices.known_countries(conn, account.id)):
+    if not is_new_country(client.country, await countries.known_countries(conn, account.id)):
         return
     used = {p.method for p in proofs if p.factor_class != "email"}
     if len(used) >= 2:
@@ -77,6 +77,8 @@ async def issue_session(ctx: AppContext, sessions: SessionService, conn: AsyncCo
     aal, amr = combine(proofs)
     now = ctx.clock.now()
     device = await remember_device(ctx, conn, account, client, notify_if_new=new_device_is_news)
+    if client.country is not None:
+        await countries.remember_country(conn, account.id, client.country, now)
     # an email code (risk check) is not an authenticator: it never makes a sign-in "fresh"
     mfa = len({p.method for p in proofs if p.factor_class != "email"}) >= 2 or aal >= 2
     issued = await sessions.issue(conn, account=account, aal=aal, amr=amr, auth_time=auth_time,

@@ -178,3 +178,21 @@ async def test_parallel_email_sends_cannot_beat_the_limit_on_postgresql(make_pg_
     await services.ctx.outbox.drain()
     mails = [m for m in read_outbox(outbox_file) if m["to"] == address and m["subject"] == "Your sign-in code"]
     assert len(mails) == factor.sends_per_hour
+
+
+async def test_a_travelling_device_does_not_forget_earlier_countries(make_client, outbox_file):
+    """Known countries belong to the account, not to a device's last sighting: back home
+    after a trip, the same laptop is not "new" again."""
+    client = await make_client(**PROXY)
+    address = f"{uniq('trip')}@example.com"
+    account, _ = await signup(client, email=address)
+    assert (await login(client, account["username"], **from_country("DE"))).status_code == 200
+    body = (await login(client, account["username"], **from_country("PT"))).json()
+    pt = {"X-Country-Code": "PT", "X-Forwarded-For": "203.0.113.10", "X-Device-Id": "laptop"}
+    await client.post(f"{API}/login/mfa/email/send", json={"flow_token": body["flow_token"]}, headers=pt)
+    code = await emailed_code(client, outbox_file, address)
+    r = await client.post(f"{API}/login/mfa/email/verify", json={"flow_token": body["flow_token"], "code": code},
+                          headers=pt)
+    assert r.status_code == 200, r.text
+    assert (await login(client, account["username"], **from_country("DE"))).status_code == 200
+    assert (await login(client, account["username"], **from_country("PT"))).status_code == 200

@@ -1,6 +1,7 @@
 """Every table, one model per file; importing this package registers them on ``Base.metadata``."""
 
 from authserver.store.models.account import Account
+from authserver.store.models.account_country import AccountCountry
 from authserver.store.models.base import Base
 from authserver.store.models.device import Device
 from authserver.store.models.flow import Flow
@@ -15,6 +16,6 @@ from authserver.store.models.totp_secret import TotpSecret
 from authserver.store.models.webauthn_credential import WebAuthnCredential
 
 __all__ = [
-    "Account", "Base", "Device", "Flow", "Lockout", "OtpCode", "OutboxMessage", "Phone",
+    "Account", "AccountCountry", "Base", "Device", "Flow", "Lockout", "OtpCode", "OutboxMessage", "Phone",
     "RecoveryCode", "SecurityEvent", "Session", "TotpSecret", "WebAuthnCredential",
 ]

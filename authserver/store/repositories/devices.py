@@ -54,11 +54,5 @@ async def list_devices(conn: AsyncConnection, account_id: uuid.UUID) -> list[Dev
     return [DeviceRow(**dict(r._mapping)) for r in (await conn.execute(stmt)).all()]
 
 
-async def known_countries(conn: AsyncConnection, account_id: uuid.UUID) -> set[str]:
-    rows = await conn.execute(select(_D.c.last_country).where(_D.c.account_id == account_id,
-                                                              _D.c.last_country.is_not(None)).distinct())
-    return {r[0] for r in rows}
-
-
 async def touch(conn: AsyncConnection, device_id: uuid.UUID, **values: Any) -> None:
     await conn.execute(update(_D).where(_D.c.id == device_id).values(**values))
