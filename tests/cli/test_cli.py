@@ -160,3 +160,47 @@ def test_rotate_keys_generates_a_key_and_reseals_every_secret(tmp_path):
     assert new_ring.sealed_kid(value) == new_ring.current.kid
     only_new = KeyRing([new_ring.current])
     assert only_new.open(value, aad=f"totp:{account_id}".encode()) == b"S" * 20
+
+
+def test_mds_refresh_downloads_verifies_and_refuses_a_rollback(tmp_path):
+    """`authserver mds-refresh` fetches the BLOB from AUTHSERVER_MDS_URL, verifies it against
+    AUTHSERVER_MDS_ROOT_CERT, installs it, and refuses an older one with a one-line error."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.support.mds import build_blob, make_entry, make_signer
+
+    signer = make_signer()
+    root = tmp_path / "mds-root.pem"
+    root.write_bytes(signer.root.pem)
+    served: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(served["blob"])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"AUTHSERVER_MDS_URL": f"http://127.0.0.1:{server.server_address[1]}/blob",
+           "AUTHSERVER_MDS_BLOB_PATH": str(tmp_path / "mds" / "blob.jwt"), "AUTHSERVER_MDS_ROOT_CERT": str(root)}
+    try:
+        served["blob"] = build_blob([make_entry("cb69481e-8ff7-4039-93ec-0a2729a154a8", "Test Key")], no=7,
+                                    next_update="2099-01-01", signer=signer)
+        r = run_cli("mds-refresh", cwd=tmp_path, **env)
+        assert r.returncode == 0, r.stderr
+        assert "no. 7" in r.stdout
+        installed = served["blob"]
+        assert (tmp_path / "mds" / "blob.jwt").read_bytes() == installed
+        served["blob"] = build_blob([], no=6, next_update="2099-01-01", signer=signer)
+        r = run_cli("mds-refresh", cwd=tmp_path, **env)
+        assert r.returncode == 1 and "metadata refused" in r.stderr and "Traceback" not in r.stderr
+        assert (tmp_path / "mds" / "blob.jwt").read_bytes() == installed
+    finally:
+        server.shutdown()
+    r = run_cli("mds-refresh", cwd=tmp_path)
+    assert r.returncode == 2 and "AUTHSERVER_MDS_URL" in r.stderr
