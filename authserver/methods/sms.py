@@ -24,6 +24,7 @@ from authserver.errors import Conflict, LastFactor, NotEnrolled, NotFound, RateL
 from authserver.methods.base import Proof, fresh_factors
 from authserver.methods.codes import IssuedCode, OneTimeCodes, looks_like_code
 from authserver.settings import Settings
+from authserver.store import locks
 from authserver.store.repositories import accounts, events, otp_codes, phones
 from authserver.store.repositories.accounts import AccountRow, EnrolledFactors
 from authserver.store.repositories.phones import PhoneRow
@@ -125,6 +126,9 @@ class SmsFactor:
             if phone is None:
                 raise NotEnrolled("no verified phone number", log_detail="sms send without a verified phone")
             number = phone.number
+        # several accounts may text one number: its limit needs a lock of its own (taken
+        # after the account's, always in that order)
+        await locks.hold(conn, f"sms-number:{number}")
         await self._enforce_send_limits(ctx, conn, account_id=account.id, number=number)
         issued = await self.codes.issue(ctx, conn, account_id=account.id, destination=number, scope=scope)
         await ctx.outbox.enqueue(conn, channel="sms", to=number, subject="authserver code",

@@ -272,3 +272,25 @@ async def test_a_delivered_text_leaves_no_code_in_the_database(client, outbox_fi
         rows = (await conn.execute(select(OutboxMessage.status, OutboxMessage.subject, OutboxMessage.body)
                                    .where(OutboxMessage.to == phone))).all()
     assert [(r.status, r.subject, r.body) for r in rows] == [("sent", "authserver code", "")]
+
+
+async def test_parallel_sends_from_several_accounts_respect_the_number_limit(make_pg_client, outbox_file):
+    """Twelve accounts share one number; sixty parallel sends from all of them: the number's
+    hourly limit holds (its own advisory lock, beside each account's row lock)."""
+    accounts_sharing = 12
+    limit = 20
+    client = await make_pg_client(database_pool_size=30, sms_sends_per_hour=limit, lockout_threshold=1000,
+                                  ip_failure_limit=10000)
+    number = unique_phone()
+    flows = []
+    for _ in range(accounts_sharing):
+        account, token = await signup(client)
+        await add_verified_phone(client, token, outbox_file, number)  # one text each
+        flows.append((await mfa_flow(client, account["username"]))["flow_token"])
+    responses = await asyncio.gather(*(client.post("/api/v1/login/mfa/sms/send",
+                                                   json={"flow_token": flows[i % accounts_sharing]})
+                                       for i in range(60)))
+    assert sum(r.status_code == 202 for r in responses) == limit - accounts_sharing
+    assert {r.status_code for r in responses} <= {202, 429}
+    await services_of(client).ctx.outbox.drain()
+    assert len([m for m in read_outbox(outbox_file) if m["to"] == number]) == limit
