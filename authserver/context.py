@@ -6,8 +6,7 @@ Handlers receive this object; nothing reads module-level globals, so two apps (t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from authserver.clock import Clock
 from authserver.crypto import KeyRing
@@ -27,7 +26,6 @@ class AppContext:
     passwords: PasswordMethod
     regulator: Regulator
     outbox: Outbox
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock, keyring: KeyRing | None = None) -> AppContext:

@@ -15,6 +15,7 @@ from authserver.api.responses import account_out
 from authserver.api.schemas import NO_NUL, AccountOut, EventsOut, Struct
 from authserver.errors import Forbidden, NotFound, Unauthorized
 from authserver.flows.sessions import AuthContext
+from authserver.policy.aal import second_factor_methods
 from authserver.policy.ratelimit import account_key
 from authserver.policy.stepup import step_up_challenge
 from authserver.store.repositories import accounts, events, flows, lockouts, sessions
@@ -53,7 +54,7 @@ async def require_admin(request: Request[Any, Any, Any], services: Services, aut
             if lifted.session.aal >= 2:
                 return
         factors = await services.stepup.factors(auth)
-        methods = [m for m in ("webauthn", "totp", "sms", "recovery_code") if getattr(factors, m)]
+        methods = second_factor_methods(factors)
         raise step_up_challenge(window=settings.step_up_window, methods=methods or ["enrol_second_factor"])
     await services.stepup.require(auth, scope="admin", mfa_code=mfa_code, ip=ip)
 

@@ -678,18 +678,24 @@ class WebAuthnService:
         assert row is not None  # noqa: S101 - just updated in this transaction
         return row
 
+    async def _live_credential_locked(self, conn: AsyncConnection, account_id: uuid.UUID,
+                                      credential_id: uuid.UUID) -> CredentialRow:
+        """The account's unrevoked credential, with the account row locked: removals of one
+        account's factors run one at a time, so two cannot each see the other's factor
+        still there and leave the account with none."""
+        await accounts.lock_account(conn, account_id)
+        row = await credentials.get_for_account(conn, account_id, credential_id)
+        if row is None or row.revoked_at is not None:
+            raise NotFound("no such credential")
+        return row
+
     async def revoke(self, auth: AuthContext, credential_id: uuid.UUID, *, reason: str = "removed_by_user") -> None:
         """Refuse to remove the last way into the account (``last_factor``): a passkey-only
         account must keep one usable credential until it sets a password."""
         account_id = auth.account.id
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
-            # removals of one account's factors run one at a time, so two of them cannot both
-            # see the other's factor still there and leave the account with none
-            await accounts.lock_account(conn, account_id)
-            row = await credentials.get_for_account(conn, account_id, credential_id)
-            if row is None or row.revoked_at is not None:
-                raise NotFound("no such credential")
+            row = await self._live_credential_locked(conn, account_id, credential_id)
             account = await accounts.get_account(conn, account_id)
             if (account is not None and account.password_hash is None and row.usable(now)
                     and await credentials.count_usable(conn, account_id, now, except_id=row.id) == 0):
@@ -705,23 +711,16 @@ class WebAuthnService:
         admin's job, and a key that must go must go. The user is told by email."""
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
-            # removals of one account's factors run one at a time, so two of them cannot both
-            # see the other's factor still there and leave the account with none
-            await accounts.lock_account(conn, account_id)
-            row = await credentials.get_for_account(conn, account_id, credential_id)
-            if row is None or row.revoked_at is not None:
-                raise NotFound("no such credential")
+            row = await self._live_credential_locked(conn, account_id, credential_id)
             await credentials.revoke(conn, account_id=account_id, row_id=row.id, now=now, reason="revoked_by_admin")
             await events.insert_event(conn, type="webauthn_credential_revoked", account_id=account_id, now=now,
                                       ip=admin.session.ip, details={"credential_id": str(row.id),
                                                                     "reason": "revoked_by_admin",
                                                                     "admin_id": str(admin.account.id)})
-            account = await accounts.get_account(conn, account_id)
-            if account is not None and account.email:
-                await self.ctx.outbox.enqueue(
-                    conn, channel="email", to=account.email, subject="A security key was removed from your account",
-                    body=f"An administrator removed the {row.kind} {row.nickname or row.authenticator_name or ''} "
-                         f"from {account.username} at {now.isoformat(timespec='seconds')}.")
+            await self._email_owner(
+                conn, account_id, subject="A security key was removed from your account",
+                body=(f"An administrator removed the {row.kind} {row.nickname or row.authenticator_name or ''} "
+                      f"from {{username}} at {now.isoformat(timespec='seconds')}."))
 
     def expires_soon(self, row: CredentialRow) -> bool:
         return row.expires_at - self.ctx.clock.now() <= timedelta(days=self.settings.credential_warning_days)

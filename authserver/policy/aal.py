@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from authserver.methods.base import Proof
+from authserver.methods.base import SECOND_FACTOR_ORDER, Proof
 from authserver.store.repositories.accounts import EnrolledFactors
 
 
@@ -37,8 +37,7 @@ def required_login_aal(factors: EnrolledFactors) -> int:
 
 def second_factor_methods(factors: EnrolledFactors) -> list[str]:
     """Methods a login flow may still ask for after the first step, in preference order."""
-    order = ("webauthn", "totp", "sms", "recovery_code")
-    return [name for name in order if getattr(factors, name)]
+    return [name for name in SECOND_FACTOR_ORDER if getattr(factors, name)]
 
 
 def after_step_up(session_aal: int, session_amr: list[str], proof: Proof) -> tuple[int, list[str]]:

@@ -131,11 +131,6 @@ async def get_by_username(conn: AsyncConnection, username: str) -> AccountRow | 
     return _account(row) if row else None
 
 
-async def get_by_webauthn_user_id(conn: AsyncConnection, user_handle: bytes) -> AccountRow | None:
-    row = (await conn.execute(select(_A).where(_A.c.webauthn_user_id == user_handle))).first()
-    return _account(row) if row else None
-
-
 async def get_with_factors(
     conn: AsyncConnection, account_id: uuid.UUID, now: datetime
 ) -> tuple[AccountRow, EnrolledFactors] | None:

@@ -99,10 +99,6 @@ async def add_attempt(conn: AsyncConnection, flow_id: uuid.UUID) -> None:
     await conn.execute(update(_F).where(_F.c.id == flow_id).values(attempts=_F.c.attempts + 1))
 
 
-async def update_flow(conn: AsyncConnection, flow_id: uuid.UUID, **values: Any) -> None:
-    await conn.execute(update(_F).where(_F.c.id == flow_id).values(**values))
-
-
 async def end_pending_for_account(conn: AsyncConnection, account_id: uuid.UUID) -> int:
     """Kill every unfinished flow of an account (after a password change or a disable)."""
     res = await conn.execute(update(_F).where(_F.c.account_id == account_id, _F.c.state != "done")

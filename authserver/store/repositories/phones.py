@@ -72,11 +72,6 @@ async def mark_verified(conn: AsyncConnection, phone_id: uuid.UUID, now: datetim
     return bool(res.rowcount)
 
 
-async def list_phones(conn: AsyncConnection, account_id: uuid.UUID) -> list[PhoneRow]:
-    stmt = select(_P).where(_P.c.account_id == account_id).order_by(_P.c.created_at, _P.c.number)
-    return [_row(r) for r in (await conn.execute(stmt)).all()]
-
-
 async def first_verified(conn: AsyncConnection, account_id: uuid.UUID) -> PhoneRow | None:
     """The number login codes go to: the earliest one verified."""
     stmt = (select(_P).where(_P.c.account_id == account_id, _P.c.verified_at.is_not(None))

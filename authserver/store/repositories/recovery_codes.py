@@ -38,8 +38,3 @@ async def was_used(conn: AsyncConnection, account_id: uuid.UUID, code_hash: byte
 async def count_left(conn: AsyncConnection, account_id: uuid.UUID) -> int:
     stmt = select(func.count()).select_from(_R).where(_R.c.account_id == account_id, _R.c.used_at.is_(None))
     return int(await conn.scalar(stmt) or 0)
-
-
-async def delete_codes(conn: AsyncConnection, account_id: uuid.UUID) -> int:
-    res = await conn.execute(delete(_R).where(_R.c.account_id == account_id))
-    return int(res.rowcount or 0)
